@@ -1,0 +1,3 @@
+module github.com/ferry-migrate/ferry
+
+go 1.26.8
