@@ -1,0 +1,43 @@
+# ferry: build, install dependencies, demo and tests.
+# `make demo` and `make test` are the two set-up commands of README.md.
+
+export PATH := /usr/local/go/bin:$(PATH)
+GO      ?= go
+PKG     := github.com/ferry-migrate/ferry
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X $(PKG)/cmd.version=$(VERSION) -X $(PKG)/cmd.commit=$(COMMIT)
+FERRY   := bin/ferry
+
+.PHONY: all build deps demo test vet bench clean FORCE
+
+all: build
+
+build: $(FERRY)
+
+# A static binary: ferry copies itself into testbed hosts and remote hosts.
+$(FERRY): FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/ferry
+
+# Idempotent: a second run changes nothing.
+deps:
+	scripts/install-deps.sh
+
+# ferry's main job on the built-in default: this host.
+demo: deps build
+	$(FERRY) version
+	$(FERRY) probe
+
+vet:
+	$(GO) vet ./...
+
+# The full test suite. Tests that need root, CRIU or namespaces skip outside
+# CI only; with CI=true a missing prerequisite fails.
+test: deps build vet
+	$(GO) test -count=1 -timeout 30m ./...
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin
