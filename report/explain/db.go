@@ -75,13 +75,13 @@ type DB struct {
 type compiled struct {
 	Signature
 	re      *regexp.Regexp
-	needles []string // at least one must be in the raw line
+	needles []needle // at least one must be in the raw line
 }
 
 type compiledLine struct {
 	LinePattern
 	re      *regexp.Regexp
-	needles []string
+	needles []needle
 }
 
 var (
@@ -210,7 +210,7 @@ func isNumber(s string) bool {
 // tests it with strings.Contains before the regular expression runs.
 const minNeedle = 4
 
-func compilePattern(p string) (*regexp.Regexp, []string, error) {
+func compilePattern(p string) (*regexp.Regexp, []needle, error) {
 	if strings.TrimSpace(p) == "" {
 		return nil, nil, errors.New("empty pattern")
 	}
@@ -226,7 +226,7 @@ func compilePattern(p string) (*regexp.Regexp, []string, error) {
 	if len(needles) == 0 {
 		return nil, nil, fmt.Errorf("pattern %q: needs a case-sensitive literal of %d+ characters outside %s/%s", p, minNeedle, NumberPlaceholder, HexPlaceholder)
 	}
-	return re, needles, nil
+	return re, newNeedles(needles), nil
 }
 
 // requiredLiterals returns strings of which at least one occurs in the raw

@@ -76,10 +76,12 @@ func (db *DB) explainOne(index int, in Input) []Match {
 	for last >= 0 && strings.TrimSpace(lines[last]) == "" {
 		last--
 	}
+	var grams gramSet
 	for n, raw := range lines {
 		if raw == "" {
 			continue
 		}
+		grams.fill(raw)
 		var norm string
 		normalised := false
 		normal := func() string {
@@ -88,10 +90,10 @@ func (db *DB) explainOne(index int, in Input) []Match {
 			}
 			return norm
 		}
-		if db.isHarmless(raw, normal) {
+		if db.isHarmless(raw, &grams, normal) {
 			continue
 		}
-		if w := db.wrapper(raw, normal); w != nil {
+		if w := db.wrapper(raw, &grams, normal); w != nil {
 			if w.Terminal {
 				afterTerminal = true
 			}
@@ -102,7 +104,7 @@ func (db *DB) explainOne(index int, in Input) []Match {
 			if s.LastLine && n != last {
 				continue
 			}
-			if !hasNeedle(raw, s.needles) || !s.re.MatchString(normal()) {
+			if !anyNeedle(raw, &grams, s.needles) || !s.re.MatchString(normal()) {
 				continue
 			}
 			if !seen[s.ID] {
@@ -126,29 +128,20 @@ func (db *DB) explainOne(index int, in Input) []Match {
 	return out
 }
 
-func hasNeedle(raw string, needles []string) bool {
-	for _, n := range needles {
-		if strings.Contains(raw, n) {
-			return true
-		}
-	}
-	return false
-}
-
-func (db *DB) isHarmless(raw string, normal func() string) bool {
+func (db *DB) isHarmless(raw string, grams *gramSet, normal func() string) bool {
 	for i := range db.harmless {
 		h := &db.harmless[i]
-		if hasNeedle(raw, h.needles) && h.re.MatchString(normal()) {
+		if anyNeedle(raw, grams, h.needles) && h.re.MatchString(normal()) {
 			return true
 		}
 	}
 	return false
 }
 
-func (db *DB) wrapper(raw string, normal func() string) *compiledLine {
+func (db *DB) wrapper(raw string, grams *gramSet, normal func() string) *compiledLine {
 	for i := range db.wrappers {
 		w := &db.wrappers[i]
-		if hasNeedle(raw, w.needles) && w.re.MatchString(normal()) {
+		if anyNeedle(raw, grams, w.needles) && w.re.MatchString(normal()) {
 			return w
 		}
 	}
@@ -157,12 +150,16 @@ func (db *DB) wrapper(raw string, normal func() string) *compiledLine {
 
 // IsHarmless reports whether line is known never to be a failure.
 func (db *DB) IsHarmless(line string) bool {
-	return db.isHarmless(line, func() string { return Normalise(line) })
+	var g gramSet
+	g.fill(line)
+	return db.isHarmless(line, &g, func() string { return Normalise(line) })
 }
 
 // IsWrapper reports whether line only says that something failed.
 func (db *DB) IsWrapper(line string) bool {
-	return db.wrapper(line, func() string { return Normalise(line) }) != nil
+	var g gramSet
+	g.fill(line)
+	return db.wrapper(line, &g, func() string { return Normalise(line) }) != nil
 }
 
 // Lift returns the Error and Warn lines of a CRIU log without the harmless
