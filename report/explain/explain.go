@@ -35,7 +35,11 @@ type Match struct {
 	URL    string `json:"url"`
 	// Conditions say when the signature applies, if not always.
 	Conditions string `json:"conditions,omitempty"`
+}
 
+// ranked is a match with its sort keys.
+type ranked struct {
+	Match
 	rank  int // 0 root cause, 1 after CRIU's final FAILED line, 2 symptom
 	input int
 }
@@ -57,18 +61,22 @@ func Lift(log string) []string { return Default().Lift(log) }
 // first in database order. Harmless lines and wrapper lines never match.
 // The result is never nil.
 func (db *DB) Explain(inputs []Input) []Match {
-	matches := []Match{}
+	var all []ranked
 	for i, in := range inputs {
-		matches = append(matches, db.explainOne(i, in)...)
+		all = append(all, db.explainOne(i, in)...)
 	}
-	slices.SortStableFunc(matches, func(a, b Match) int {
+	slices.SortStableFunc(all, func(a, b ranked) int {
 		return cmp.Or(cmp.Compare(a.rank, b.rank), cmp.Compare(a.input, b.input), cmp.Compare(a.LineNo, b.LineNo))
 	})
+	matches := make([]Match, len(all))
+	for i, r := range all {
+		matches[i] = r.Match
+	}
 	return matches
 }
 
-func (db *DB) explainOne(index int, in Input) []Match {
-	var out []Match
+func (db *DB) explainOne(index int, in Input) []ranked {
+	var out []ranked
 	seen := map[string]bool{}
 	afterTerminal := false
 	lines := splitLines(in.Text)
@@ -116,11 +124,10 @@ func (db *DB) explainOne(index int, in Input) []Match {
 				case afterTerminal:
 					rank = 1
 				}
-				out = append(out, Match{
+				out = append(out, ranked{Match: Match{
 					ID: s.ID, Category: s.Category, Line: strings.TrimRight(raw, "\r"), LineNo: n + 1,
 					File: in.Name, Cause: s.Cause, Fix: s.Fix, URL: s.URL, Conditions: s.Conditions,
-					rank: rank, input: index,
-				})
+				}, rank: rank, input: index})
 			}
 			break
 		}

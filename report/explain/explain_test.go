@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/ferry-migrate/ferry/report/explain"
 )
@@ -58,7 +57,7 @@ func TestSignatureExamples(t *testing.T) {
 				m := got[0]
 				want := explain.Match{ID: s.ID, Category: s.Category, Line: ex, LineNo: 1, File: "example",
 					Cause: s.Cause, Fix: s.Fix, URL: s.URL, Conditions: s.Conditions}
-				if diff := cmp.Diff(want, m, cmpopts.IgnoreUnexported(explain.Match{})); diff != "" {
+				if diff := cmp.Diff(want, m); diff != "" {
 					t.Errorf("example %q (-want +got):\n%s", ex, diff)
 				}
 			})
