@@ -44,6 +44,7 @@ directory holding a captured host.`,
 
 	root.AddCommand(
 		newVersionCmd(f, nil),
+		newExplainCmd(f, nil),
 	)
 	return root
 }
