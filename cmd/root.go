@@ -44,6 +44,9 @@ directory holding a captured host.`,
 
 	root.AddCommand(
 		newVersionCmd(f, nil),
+		newCheckpointCmd(f, nil),
+		newRestoreCmd(f, nil),
+		newRunsCmd(f),
 	)
 	return root
 }

@@ -92,6 +92,12 @@ type Driver interface {
 	Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error)
 }
 
+// Preflighter is implemented by drivers that can refuse a checkpoint before
+// anything is frozen (a missing pid, a thread, a tree CRIU cannot dump).
+type Preflighter interface {
+	PreflightCheckpoint(ctx context.Context, req CheckpointRequest) error
+}
+
 // CheckpointRequest asks for one dump.
 type CheckpointRequest struct {
 	Target    Target
@@ -144,9 +150,9 @@ type Failure struct {
 
 func (f *Failure) Error() string {
 	if len(f.Lifted) > 0 {
-		return fmt.Sprintf("%s failed: %s", f.Op, f.Lifted[0])
+		return "criu " + f.Op + ": " + f.Lifted[0]
 	}
-	return fmt.Sprintf("%s failed: %v", f.Op, f.Err)
+	return "criu " + f.Op + ": " + strings.Join(strings.Fields(f.Err.Error()), " ")
 }
 
 func (f *Failure) Unwrap() error { return f.Err }

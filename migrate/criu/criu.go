@@ -33,7 +33,10 @@ type Driver struct {
 	Lift func(log string) []string
 }
 
-var _ migrate.Driver = (*Driver)(nil)
+var (
+	_ migrate.Driver      = (*Driver)(nil)
+	_ migrate.Preflighter = (*Driver)(nil)
+)
 
 func (d *Driver) Name() string { return "criu" }
 
@@ -108,10 +111,7 @@ func (d *Driver) baseOpts(o *opened, log string, lock string, tcp, shell bool, e
 
 // Checkpoint dumps the tree rooted at req.Target.PID.
 func (d *Driver) Checkpoint(ctx context.Context, req migrate.CheckpointRequest) (*migrate.CheckpointResult, error) {
-	if req.Target.Kind != migrate.KindPID {
-		return nil, fmt.Errorf("the criu driver checkpoints pid:N targets, not %s", req.Target)
-	}
-	if err := CheckTree(req.Target.PID, req.ShellJob); err != nil {
+	if err := d.PreflightCheckpoint(ctx, req); err != nil {
 		return nil, err
 	}
 	o, err := openDirs(req.ImagesDir, req.LogDir, true)
@@ -143,6 +143,14 @@ func (d *Driver) Checkpoint(ctx context.Context, req migrate.CheckpointRequest) 
 	}
 	res.Stats.ImageBytes = ImageBytes(req.ImagesDir)
 	return res, ctx.Err()
+}
+
+// PreflightCheckpoint refuses targets CRIU cannot dump as a tree root.
+func (d *Driver) PreflightCheckpoint(_ context.Context, req migrate.CheckpointRequest) error {
+	if req.Target.Kind != migrate.KindPID {
+		return fmt.Errorf("the criu driver checkpoints pid:N targets, not %s", req.Target)
+	}
+	return CheckTree(req.Target.PID, req.ShellJob)
 }
 
 // Restore restores the tree in req.ImagesDir, detached.
