@@ -47,6 +47,7 @@ directory holding a captured host.`,
 		newCheckpointCmd(f, nil),
 		newRestoreCmd(f, nil),
 		newRunsCmd(f),
+		newAgentCmd(f),
 	)
 	return root
 }
