@@ -13,11 +13,11 @@ import (
 func newAgentCmd(f *Factory) *cobra.Command {
 	var stdio bool
 	c := &cobra.Command{
-		Use:    "agent --stdio",
-		Short:  "Serve one checkpoint or restore request from another ferry (internal)",
-		Hidden: true,
+		Use:     "agent --stdio",
+		Short:   "Serve one checkpoint or restore request from another ferry (internal)",
+		Hidden:  true,
 		Example: `  echo '{"protocol":"ferry.agent/v1","op":"restore","restore":{...}}' | ferry agent --stdio`,
-		Args: usageArgs(cobra.NoArgs),
+		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if !stdio {
 				return exit.Usagef("ferry starts its agent itself; there is nothing to run by hand", "agent needs --stdio")
