@@ -44,7 +44,11 @@ directory holding a captured host.`,
 
 	root.AddCommand(
 		newVersionCmd(f, nil),
+		newCheckpointCmd(f, nil),
+		newRestoreCmd(f, nil),
+		newRunsCmd(f),
 		newExplainCmd(f, nil),
+		newAgentCmd(f),
 	)
 	return root
 }
