@@ -174,4 +174,3 @@ func criuTables() map[string]bool {
 	}
 	return m
 }
-

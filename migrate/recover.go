@@ -165,4 +165,3 @@ func criuRunning() bool {
 	}
 	return false
 }
-
