@@ -44,6 +44,7 @@ directory holding a captured host.`,
 
 	root.AddCommand(
 		newVersionCmd(f, nil),
+		newTestbedCmd(f, nil),
 	)
 	return root
 }

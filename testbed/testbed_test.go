@@ -1,0 +1,128 @@
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ferry-migrate/ferry/internal/host"
+	"github.com/ferry-migrate/ferry/internal/testenv"
+)
+
+var (
+	buildOnce sync.Once
+	builtExe  string
+	buildErr  error
+)
+
+// ferryExe builds a static ferry binary for the launcher and the zoo (the
+// test binary itself is neither ferry nor, necessarily, static).
+func ferryExe(t *testing.T) string {
+	t.Helper()
+	testenv.RequireCommand(t, "go")
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ferry-testbed-exe-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtExe = filepath.Join(dir, "ferry")
+		cmd := exec.Command("go", "build", "-o", builtExe, "../cmd/ferry")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtExe
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtExe != "" {
+		os.RemoveAll(filepath.Dir(builtExe))
+	}
+	os.Exit(code)
+}
+
+var prefixSeq int
+var prefixMu sync.Mutex
+
+// newTestbed returns a testbed isolated from a developer's own: its own
+// directory and host-name prefix (so its own namespaces). It is torn down
+// when the test ends.
+func newTestbed(t *testing.T) *Testbed {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "ip", "nsenter", "nft")
+	info := testenv.CRIU(t)
+	prefixMu.Lock()
+	prefixSeq++
+	prefix := fmt.Sprintf("t%d%c", os.Getpid()%10000, 'a'+prefixSeq%26)
+	prefixMu.Unlock()
+	tb := &Testbed{Dir: t.TempDir(), Prefix: prefix, Exe: ferryExe(t), CRIU: info.Path, Local: host.Local{}}
+	t.Cleanup(func() {
+		if _, err := tb.Down(context.Background()); err != nil {
+			t.Errorf("cleanup: down: %v", err)
+		}
+	})
+	return tb
+}
+
+// leftovers lists what a testbed with this prefix may have left on the
+// machine: namespaces, links, mounts, nftables tables, processes.
+func leftovers(t *testing.T, tb *Testbed, marker string, nftBefore string) []string {
+	t.Helper()
+	var out []string
+	if ns := tb.leftoverNetns(); len(ns) > 0 {
+		out = append(out, fmt.Sprintf("namespaces: %v", ns))
+	}
+	links, err := exec.Command("ip", "-o", "link").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(links), "\n") {
+		if strings.Contains(l, tb.Prefix) || strings.Contains(l, "wl") && strings.Contains(l, "veth") {
+			out = append(out, "link: "+l)
+		}
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(mi), "\n") {
+		if strings.Contains(l, tb.Dir) || strings.Contains(l, host.TestbedNetnsPrefix+tb.Prefix) {
+			out = append(out, "mount: "+l)
+		}
+	}
+	if nft := nftTables(t); nft != nftBefore {
+		out = append(out, fmt.Sprintf("nft tables changed: before %q, after %q", nftBefore, nft))
+	}
+	if pids := TestbedProcesses(marker, nil); len(pids) > 0 {
+		out = append(out, fmt.Sprintf("processes: %v", pids))
+	}
+	if _, err := os.Stat(tb.statePath()); err == nil {
+		out = append(out, "state file "+tb.statePath())
+	}
+	if _, err := os.Stat(filepath.Join(tb.Dir, "hosts")); err == nil {
+		out = append(out, "hosts dir")
+	}
+	return out
+}
+
+func nftTables(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("nft", "list", "tables").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(bytes.TrimSpace(out))
+}
