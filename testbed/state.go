@@ -58,10 +58,10 @@ type Workload struct {
 	Veth string `json:"veth,omitempty"`
 	// Pid is the outer pid of the workload's namespace init: what
 	// `criu dump -t` takes.
-	Pid        int    `json:"pid"`
-	StartTime  uint64 `json:"start_time"`
-	Supervisor int    `json:"supervisor_pid"`
-	Rootfs     string `json:"rootfs"`
+	Pid        int       `json:"pid"`
+	StartTime  uint64    `json:"start_time"`
+	Supervisor int       `json:"supervisor_pid"`
+	Rootfs     string    `json:"rootfs"`
 	Started    time.Time `json:"started"`
 	// Moves counts restores on another host.
 	Moves int `json:"moves"`

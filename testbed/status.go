@@ -208,7 +208,12 @@ func (tb *Testbed) Verify(ctx context.Context, name string) (*VerifyResult, erro
 		return r, nil
 	}
 	path := filepath.Join(w.Rootfs, zoo.StatusFile)
+	// A workload just launched may not have written its first status.
 	first, err := zoo.ReadStatus(path)
+	for wait := time.Now().Add(VerifyWait); err != nil && r.Running && time.Now().Before(wait); {
+		time.Sleep(50 * time.Millisecond)
+		first, err = zoo.ReadStatus(path)
+	}
 	if err != nil {
 		r.Problems = append(r.Problems, fmt.Sprintf("no status from the workload: %v", err))
 		return r, nil

@@ -67,7 +67,10 @@ var errWaiting = errors.New("waiting for the connection")
 // checking it is the next number. A second connection, a gap or a closed
 // connection is a failure: the connection must survive migration.
 func runTCPServer(ctx context.Context, r *reporter, _ []string) error {
-	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", TCPPort))
+	// Go's listeners speak MPTCP by default, which CRIU cannot dump.
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(ctx, "tcp", fmt.Sprintf(":%d", TCPPort))
 	if err != nil {
 		return fmt.Errorf("tcp: listen: %w", err)
 	}
@@ -161,6 +164,7 @@ func runTCPClient(ctx context.Context, r *reporter, args []string) error {
 		var conn net.Conn
 		var err error
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: local}, Timeout: 5 * time.Second}
+		d.SetMultipathTCP(false)
 		// The server may still be starting.
 		for i := 0; i < 50; i++ {
 			conn, err = d.DialContext(ctx, "tcp", args[0])
