@@ -29,6 +29,8 @@ type MoveResult struct {
 	Copy       time.Duration `json:"copy_ns"`
 	Restore    time.Duration `json:"restore_ns"`
 	Pid        int           `json:"pid"`
+	// NftTables are the tables CRIU's network lock left, deleted.
+	NftTables []string `json:"nft_tables"`
 	// FellBack is true when the restore on the target failed and the
 	// workload was restored on its source host instead.
 	FellBack bool `json:"fell_back"`
@@ -89,7 +91,9 @@ func (tb *Testbed) MoveRaw(ctx context.Context, name, to string) (*MoveResult, e
 		"-o", res.DumpLog, "-v4", "--network-lock", "nftables", "--tcp-established"},
 		host.RunOptions{Timeout: 5 * time.Minute})
 	res.Dump = time.Since(start)
-	if _, terr := deleteCRIUTables(ctx, srcHost); terr != nil && err == nil {
+	tables, terr := deleteCRIUTables(ctx, srcHost)
+	res.NftTables = append(res.NftTables, tables...)
+	if terr != nil && err == nil {
 		err = terr
 	}
 	if err != nil {
@@ -107,7 +111,7 @@ func (tb *Testbed) MoveRaw(ctx context.Context, name, to string) (*MoveResult, e
 	res.Copy = time.Since(start)
 
 	start = time.Now()
-	lr, err := tb.restore(ctx, st, w, dst, dstRoot, imgs, res.RestoreLog)
+	lr, err := tb.restore(ctx, st, w, dst, dstRoot, imgs, res.RestoreLog, &res.NftTables)
 	res.Restore = time.Since(start)
 	if err != nil {
 		os.RemoveAll(dstRoot)
@@ -125,7 +129,7 @@ func (tb *Testbed) MoveRaw(ctx context.Context, name, to string) (*MoveResult, e
 }
 
 // restore runs CRIU's restore of w from imgs on h, rooted at root.
-func (tb *Testbed) restore(ctx context.Context, st *State, w *Workload, h *HostState, root, imgs, log string) (*launchResult, error) {
+func (tb *Testbed) restore(ctx context.Context, st *State, w *Workload, h *HostState, root, imgs, log string, nft *[]string) (*launchResult, error) {
 	pidfile := filepath.Join(imgs, "restore-"+h.Name+".pid")
 	argv := []string{tb.CRIU, "restore", "-D", imgs, "-o", log, "-v4", "--root", root,
 		"-d", "--pidfile", pidfile, "--tcp-established", "--network-lock", "nftables"}
@@ -139,12 +143,17 @@ func (tb *Testbed) restore(ctx context.Context, st *State, w *Workload, h *HostS
 	}
 	hh := tb.Host(h.Name)
 	lr, err := tb.launch(ctx, hh, spec)
-	if _, terr := deleteCRIUTables(ctx, hh); terr != nil && err == nil {
+	tables, terr := deleteCRIUTables(ctx, hh)
+	*nft = append(*nft, tables...)
+	if terr != nil && err == nil {
 		err = terr
 	}
 	if err == nil && w.Net == NetOwn {
+		// The restored namespace holds the lock's table too.
 		inner := &host.Netns{Label: "workload:" + w.Name, Netns: fmt.Sprintf("../../proc/%d/ns/net", lr.Pid)}
-		if _, terr := deleteCRIUTables(ctx, inner); terr != nil {
+		tables, terr := deleteCRIUTables(ctx, inner)
+		*nft = append(*nft, tables...)
+		if terr != nil {
 			err = terr
 		}
 	}
@@ -154,7 +163,7 @@ func (tb *Testbed) restore(ctx context.Context, st *State, w *Workload, h *HostS
 // fallBack restores w on its source host after a failed move.
 func (tb *Testbed) fallBack(ctx context.Context, st *State, w *Workload, src *HostState, res *MoveResult, cause error) error {
 	log := filepath.Join(res.Images, "restore-fallback.log")
-	lr, err := tb.restore(ctx, st, w, src, w.Rootfs, res.Images, log)
+	lr, err := tb.restore(ctx, st, w, src, w.Rootfs, res.Images, log, &res.NftTables)
 	if err != nil {
 		st.removeWorkload(w.Name)
 		tb.save(st)

@@ -88,7 +88,7 @@ func TestZooMoves(t *testing.T) {
 			if err != nil {
 				t.Fatalf("move %s: %v", l.req.Name, err)
 			}
-			t.Logf("%s: dump %s, copy %s, restore %s", l.req.Name, res.Dump.Round(time.Millisecond), res.Copy.Round(time.Millisecond), res.Restore.Round(time.Millisecond))
+			t.Logf("%s: dump %s, copy %s, restore %s; deleted CRIU tables %v", l.req.Name, res.Dump.Round(time.Millisecond), res.Copy.Round(time.Millisecond), res.Restore.Round(time.Millisecond), res.NftTables)
 			after := mustVerify(t, tb, l.req.Name)
 			if l.req.Zoo != "" && after.Counter <= before.Counter {
 				t.Errorf("counter %d after the move, %d before", after.Counter, before.Counter)
