@@ -33,8 +33,9 @@ type TestbedOptions struct {
 
 const testbedEnvHelp = `
 The testbed lives in $FERRY_TESTBED_DIR (default /var/lib/ferry/testbed);
-$FERRY_TESTBED_PREFIX (default tb) names its hosts. Needs root, iproute2,
-nsenter, nftables and CRIU.`
+$FERRY_TESTBED_PREFIX (default tb) names its hosts; $FERRY_TESTBED_EXE names
+a static ferry to run workloads with when this one is not static. Needs
+root, iproute2, nsenter, nftables and CRIU.`
 
 func newTestbedCmd(f *Factory, runF func(context.Context, string, *TestbedOptions) error) *cobra.Command {
 	opts := &TestbedOptions{IO: f.IO}

@@ -28,6 +28,9 @@ const (
 	// PrefixEnv overrides DefaultPrefix (tests use their own, so that they
 	// never touch a developer's testbed).
 	PrefixEnv = "FERRY_TESTBED_PREFIX"
+	// ExeEnv names a static ferry binary to run the launcher and the zoo
+	// with, when this one is not static (go run, a cgo build).
+	ExeEnv = "FERRY_TESTBED_EXE"
 	// DefaultPrefix names the hosts tb1, tb2, ...
 	DefaultPrefix = "tb"
 	// MarkerEnv is set in the environment of every process the testbed
@@ -73,6 +76,9 @@ func FromEnv(getenv func(string) string) (*Testbed, error) {
 		return nil, fmt.Errorf("find ferry's own binary: %w", err)
 	}
 	tb.Exe = exe
+	if e := getenv(ExeEnv); e != "" {
+		tb.Exe = e
+	}
 	return tb, tb.validate()
 }
 
