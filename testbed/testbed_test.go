@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/internal/testenv"
@@ -23,7 +24,7 @@ var (
 
 // ferryExe builds a static ferry binary for the launcher and the zoo (the
 // test binary itself is neither ferry nor, necessarily, static).
-func ferryExe(t *testing.T) string {
+func ferryExe(t testing.TB) string {
 	t.Helper()
 	testenv.RequireCommand(t, "go")
 	buildOnce.Do(func() {
@@ -59,7 +60,7 @@ var prefixMu sync.Mutex
 // newTestbed returns a testbed isolated from a developer's own: its own
 // directory and host-name prefix (so its own namespaces). It is torn down
 // when the test ends.
-func newTestbed(t *testing.T) *Testbed {
+func newTestbed(t testing.TB) *Testbed {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip", "nsenter", "nft")
@@ -103,8 +104,14 @@ func leftovers(t *testing.T, tb *Testbed, marker string, nftBefore string) []str
 			out = append(out, "mount: "+l)
 		}
 	}
+	// CRIU always runs inside the testbed's namespaces, so the machine's
+	// own tables must be as they were. Another package's test may be
+	// running CRIU right now, so a difference must last to count.
 	if nft := nftTables(t); nft != nftBefore {
-		out = append(out, fmt.Sprintf("nft tables changed: before %q, after %q", nftBefore, nft))
+		time.Sleep(2 * time.Second)
+		if nft := nftTables(t); nft != nftBefore {
+			out = append(out, fmt.Sprintf("nft tables changed: before %q, after %q", nftBefore, nft))
+		}
 	}
 	if pids := TestbedProcesses(marker, nil); len(pids) > 0 {
 		out = append(out, fmt.Sprintf("processes: %v", pids))
@@ -125,4 +132,22 @@ func nftTables(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(bytes.TrimSpace(out))
+}
+
+// reaped waits until pid is gone from /proc altogether: not even a zombie
+// is left, so someone (its supervisor) reaped it.
+func reaped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			st, _ := readStat(pid)
+			t.Errorf("pid %d not reaped after 5s (state %c, parent %d)", pid, st.State, st.PPid)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

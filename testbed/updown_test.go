@@ -70,13 +70,17 @@ func TestUpDownUp(t *testing.T) {
 			t.Errorf("only %d marked processes while workloads run: %v", len(pids), pids)
 		}
 
+		// What a crashed move would leave: CRIU's lock table in a host.
+		if err := run(ctx, tb.Host(tb.HostName(2)), "nft", "add", "table", "inet", "CRIU-left-by-test"); err != nil {
+			t.Fatal(err)
+		}
 		start = time.Now()
 		rep, err := tb.Down(ctx)
 		t.Logf("round %d: down took %s: %+v", round, time.Since(start).Round(time.Millisecond), rep)
 		if err != nil {
 			t.Fatalf("round %d: down: %v", round, err)
 		}
-		if len(rep.Netns) != 4 || len(rep.Workloads) != 3 {
+		if len(rep.Netns) != 4 || len(rep.Workloads) != 3 || len(rep.NftTables) != 1 || !strings.Contains(rep.NftTables[0], "CRIU-left-by-test") {
 			t.Errorf("down report: %+v", rep)
 		}
 		if left := leftovers(t, tb, st.ID, nftBefore); len(left) > 0 {
@@ -137,9 +141,11 @@ func TestRunRefusals(t *testing.T) {
 		t.Errorf("rootfs dirs after refusals: %v", ents)
 	}
 	mustVerify(t, tb, "w")
+	pid := workloadPid(t, tb, "w")
 	if err := tb.Kill(ctx, "w"); err != nil {
 		t.Fatal(err)
 	}
+	reaped(t, pid)
 	if err := tb.Kill(ctx, "w"); !errors.Is(err, errNoSuchWorkload) {
 		t.Errorf("second kill: %v", err)
 	}

@@ -84,10 +84,13 @@ func TestZooMoves(t *testing.T) {
 		}
 		t.Run(l.req.Name, func(t *testing.T) {
 			before := mustVerify(t, tb, l.req.Name)
+			oldPid := workloadPid(t, tb, l.req.Name)
 			res, err := tb.MoveRaw(ctx, l.req.Name, h2)
 			if err != nil {
 				t.Fatalf("move %s: %v", l.req.Name, err)
 			}
+			// The dumped tree was reaped on the source.
+			reaped(t, oldPid)
 			t.Logf("%s: dump %s, copy %s, restore %s; deleted CRIU tables %v", l.req.Name, res.Dump.Round(time.Millisecond), res.Copy.Round(time.Millisecond), res.Restore.Round(time.Millisecond), res.NftTables)
 			after := mustVerify(t, tb, l.req.Name)
 			if l.req.Zoo != "" && after.Counter <= before.Counter {
@@ -101,6 +104,23 @@ func TestZooMoves(t *testing.T) {
 	// The client kept its connection while the server moved.
 	mustVerify(t, tb, "tcp-client")
 	mustVerify(t, tb, "tcp")
+
+	// A restored tree is reaped when it ends (by the supervisor that ran
+	// CRIU, not by the machine's slow PID 1).
+	pid := workloadPid(t, tb, "tree")
+	if err := tb.Kill(ctx, "tree"); err != nil {
+		t.Fatal(err)
+	}
+	reaped(t, pid)
+}
+
+func workloadPid(t *testing.T, tb *Testbed, name string) int {
+	t.Helper()
+	st, err := tb.load()
+	if err != nil || st == nil || st.workload(name) == nil {
+		t.Fatalf("state of %s: %v", name, err)
+	}
+	return st.workload(name).Pid
 }
 
 // TestVerifyCanFail breaks workloads on purpose: verify must say so.
