@@ -53,6 +53,9 @@ func (tb *Testbed) MoveRaw(ctx context.Context, name, to string) (*MoveResult, e
 		tb.CRIU = info.Path
 	}
 	unlock, err := tb.lock()
+	if errors.Is(err, errNoDir) {
+		return nil, errDown()
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -85,9 +85,11 @@ func nsInode(path string) (uint64, error) {
 }
 
 // TestbedProcesses lists the running processes that belong to a testbed:
-// those whose environment holds MarkerEnv=marker (everything the launcher
-// and supervisor start, and what CRIU restores from them), and those inside
-// one of the given network namespaces (names under /run/netns).
+// those whose environment holds MarkerEnv with a value starting with marker
+// (everything the launcher and supervisor start, and what CRIU restores
+// from them: State.ID, or "PREFIX-" for any testbed of that prefix), and
+// those inside one of the given network namespaces (names under
+// /run/netns).
 func TestbedProcesses(marker string, netns []string) []int {
 	inodes := map[uint64]bool{}
 	for _, n := range netns {
@@ -95,7 +97,7 @@ func TestbedProcesses(marker string, netns []string) []int {
 			inodes[ino] = true
 		}
 	}
-	want := []byte(MarkerEnv + "=" + marker + "\x00")
+	want := []byte("\x00" + MarkerEnv + "=" + marker)
 	self := os.Getpid()
 	ents, _ := os.ReadDir("/proc")
 	var pids []int
@@ -106,7 +108,7 @@ func TestbedProcesses(marker string, netns []string) []int {
 		}
 		match := false
 		if marker != "" {
-			if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil && bytes.Contains(append(env, 0), want) {
+			if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil && bytes.Contains(append([]byte{0}, env...), want) {
 				match = true
 			}
 		}
@@ -167,7 +169,7 @@ func (tb *Testbed) killAll(st *State, marker string, netns []string) ([]int, err
 
 func isOurs(pid int, marker string) bool {
 	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-	return err == nil && marker != "" && bytes.Contains(append(env, 0), []byte(MarkerEnv+"="+marker+"\x00"))
+	return err == nil && marker != "" && bytes.Contains(append([]byte{0}, env...), []byte("\x00"+MarkerEnv+"="+marker))
 }
 
 func dedup(v []int) []int {

@@ -17,8 +17,9 @@ import (
 // workloads run where. Every command reads it under the lock and writes it
 // back before releasing the lock, so separate ferry invocations compose.
 type State struct {
-	// ID marks every process the testbed starts (environment variable
-	// MarkerEnv), so that `down` finds them even when the state is stale.
+	// ID ("PREFIX-RANDOM") marks every process the testbed starts
+	// (environment variable MarkerEnv), so that `down` finds them even
+	// when the state is stale or lost.
 	ID        string      `json:"id"`
 	Prefix    string      `json:"prefix"`
 	Switch    string      `json:"switch_netns"`
@@ -106,8 +107,19 @@ func (s *State) removeWorkload(name string) {
 	s.Workloads = out
 }
 
-// lock takes the testbed's lock file; the returned func releases it.
-func (tb *Testbed) lock() (func(), error) {
+// errNoDir: the testbed's directory does not exist, so it is down.
+var errNoDir = errors.New("no testbed directory")
+
+// lock takes the testbed's lock file; the returned func releases it. Only
+// up creates the directory: the others find errNoDir.
+func (tb *Testbed) lock() (func(), error) { return tb.lockDir(false) }
+
+func (tb *Testbed) lockDir(create bool) (func(), error) {
+	if !create {
+		if _, err := os.Stat(tb.Dir); errors.Is(err, fs.ErrNotExist) {
+			return nil, errNoDir
+		}
+	}
 	if err := os.MkdirAll(tb.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("testbed dir: %w", err)
 	}

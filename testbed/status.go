@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -49,6 +50,9 @@ func (s *Status) WriteText(w io.Writer) error {
 // Status describes the testbed.
 func (tb *Testbed) Status(ctx context.Context) (*Status, error) {
 	unlock, err := tb.lock()
+	if errors.Is(err, errNoDir) {
+		return &Status{Dir: tb.Dir, Hosts: []HostStatus{}}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +121,9 @@ func orDash(s string) string {
 // Ps lists the workloads.
 func (tb *Testbed) Ps(ctx context.Context) (*PsList, error) {
 	unlock, err := tb.lock()
+	if errors.Is(err, errNoDir) {
+		return nil, errDown()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +189,9 @@ const VerifyWait = 3 * time.Second
 // not an error.
 func (tb *Testbed) Verify(ctx context.Context, name string) (*VerifyResult, error) {
 	unlock, err := tb.lock()
+	if errors.Is(err, errNoDir) {
+		return nil, errDown()
+	}
 	if err != nil {
 		return nil, err
 	}

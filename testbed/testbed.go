@@ -170,7 +170,7 @@ func (tb *Testbed) Up(ctx context.Context, n int) (*State, error) {
 	if _, err := tb.Preflight(ctx); err != nil {
 		return nil, err
 	}
-	unlock, err := tb.lock()
+	unlock, err := tb.lockDir(true)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +191,7 @@ func (tb *Testbed) Up(ctx context.Context, n int) (*State, error) {
 	if _, err := rand.Read(id); err != nil {
 		return nil, err
 	}
-	st = &State{ID: hex.EncodeToString(id), Prefix: tb.Prefix, Switch: tb.switchNetns(), Created: time.Now().UTC()}
+	st = &State{ID: tb.Prefix + "-" + hex.EncodeToString(id), Prefix: tb.Prefix, Switch: tb.switchNetns(), Created: time.Now().UTC()}
 	for i := 1; i <= n; i++ {
 		name := tb.HostName(i)
 		st.Hosts = append(st.Hosts, HostState{
@@ -319,6 +319,10 @@ func (tb *Testbed) Down(ctx context.Context) (*DownReport, error) {
 		return nil, err
 	}
 	unlock, err := tb.lock()
+	if errors.Is(err, errNoDir) {
+		// No files, but namespaces or processes may still be around.
+		return tb.down(ctx, nil)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -335,7 +339,10 @@ func (tb *Testbed) down(ctx context.Context, st *State) (*DownReport, error) {
 	rep := &DownReport{}
 	var errs []error
 	netns := tb.leftoverNetns()
-	marker := ""
+	// Without a state, any process marked with this prefix is ours: only
+	// one testbed of a prefix can be up at a time (their namespaces would
+	// clash).
+	marker := tb.Prefix + "-"
 	if st != nil {
 		marker = st.ID
 		for _, w := range st.Workloads {

@@ -2,10 +2,12 @@ package testbed
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -109,3 +111,38 @@ func TestPreflightMissing(t *testing.T) {
 }
 
 func lookPath(p string) (string, error) { return exec.LookPath(p) }
+
+// TestJSONFields locks the field sets of the testbed's output models:
+// scripts read them.
+func TestJSONFields(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		v    any
+		want []string
+	}{
+		{Status{}, []string{"dir", "hosts", "up", "workloads"}},
+		{HostStatus{}, []string{"addr", "name", "netns", "port", "present", "root", "workloads"}},
+		{PsEntry{}, []string{"addr", "host", "moves", "name", "net", "pid", "program", "rootfs", "running"}},
+		{VerifyResult{}, []string{"counter", "detail", "host", "name", "ok", "previous", "problems", "running"}},
+		{DownReport{}, []string{"netns", "nft_tables", "processes", "workloads"}},
+		{MoveResult{}, []string{"copy_ns", "dump_log", "dump_ns", "fell_back", "from", "images", "name", "nft_tables", "pid", "restore_log", "restore_ns", "to"}},
+	}
+	for _, tt := range tests {
+		b, err := json.Marshal(tt.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for k := range m {
+			got = append(got, k)
+		}
+		sort.Strings(got)
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("%T fields (-want +got):\n%s", tt.v, diff)
+		}
+	}
+}

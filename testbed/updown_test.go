@@ -154,3 +154,50 @@ func TestRunRefusals(t *testing.T) {
 		t.Errorf("ps after kill: %+v %v", l, err)
 	}
 }
+
+// TestDownWithoutState: a testbed whose files are gone (deleted by hand, a
+// crash) is still taken down: its namespaces by name, its processes by the
+// marker in their environment.
+func TestDownWithoutState(t *testing.T) {
+	tb := newTestbed(t)
+	ctx := context.Background()
+	nftBefore := nftTables(t)
+	st, err := tb.Up(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []RunRequest{
+		{Host: tb.HostName(1), Name: "own", Zoo: "tree"},
+		{Host: tb.HostName(2), Name: "shared", Zoo: "pipes", Net: NetHost},
+	} {
+		if _, err := tb.Run(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The workloads keep writing their status files: retry.
+	for i := 0; ; i++ {
+		err := os.RemoveAll(tb.Dir)
+		if err == nil {
+			break
+		}
+		if i == 50 {
+			t.Fatal(err)
+		}
+	}
+	if s, err := tb.Status(ctx); err != nil || s.Up {
+		t.Errorf("status without files: %+v %v", s, err)
+	}
+	if _, err := os.Stat(tb.Dir); err == nil {
+		t.Error("status created the testbed directory")
+	}
+	rep, err := tb.Down(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Netns) != 3 || len(rep.Processes) < 2 {
+		t.Errorf("down: %+v", rep)
+	}
+	if left := leftovers(t, tb, st.ID, nftBefore); len(left) > 0 {
+		t.Errorf("left after down:\n%s", strings.Join(left, "\n"))
+	}
+}

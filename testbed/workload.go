@@ -73,6 +73,9 @@ func (tb *Testbed) Run(ctx context.Context, req RunRequest) (*Workload, error) {
 		}
 	}
 	unlock, err := tb.lock()
+	if errors.Is(err, errNoDir) {
+		return nil, errDown()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -297,6 +300,9 @@ func (tb *Testbed) route(ctx context.Context, st *State, w *Workload) error {
 // Kill stops a workload, removes its routes and its rootfs.
 func (tb *Testbed) Kill(ctx context.Context, name string) error {
 	unlock, err := tb.lock()
+	if errors.Is(err, errNoDir) {
+		return errDown()
+	}
 	if err != nil {
 		return err
 	}
