@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferry-migrate/ferry/internal/criubin"
 	"github.com/ferry-migrate/ferry/internal/host"
+	"github.com/ferry-migrate/ferry/testbed/zoo"
 )
 
 // MoveResult is what a raw CRIU round trip did and how long each step took.
@@ -104,9 +105,17 @@ func (tb *Testbed) MoveRaw(ctx context.Context, name, to string) (*MoveResult, e
 	}
 	// CRIU killed the tree; the supervisor reaps it.
 	waitGone([]int{w.Pid}, 5*time.Second)
+	// The last status before the dump: the restored workload must go on
+	// from there, whether or not anyone verified it before.
+	if s, err := zoo.ReadStatus(filepath.Join(w.Rootfs, zoo.StatusFile)); err == nil && w.Zoo != "" && s.OK && s.Counter > w.Counter {
+		w.Counter = s.Counter
+	}
 
 	start = time.Now()
 	dstRoot := filepath.Join(dst.Root, "rootfs", name)
+	if _, err := os.Lstat(dstRoot); err == nil {
+		return res, tb.fallBack(ctx, st, w, src, res, fmt.Errorf("%s already has a rootfs %s", dst.Name, dstRoot))
+	}
 	if err := run(ctx, tb.Local, "cp", "-a", w.Rootfs, dstRoot); err != nil {
 		os.RemoveAll(dstRoot)
 		return res, tb.fallBack(ctx, st, w, src, res, fmt.Errorf("copy rootfs to %s: %w", dst.Name, err))

@@ -213,3 +213,36 @@ func TestVerifyCanFail(t *testing.T) {
 		t.Errorf("verify of an unknown workload: %v", err)
 	}
 }
+
+// TestMoveFallsBack: a restore that fails on the target (its veth name is
+// taken there) leaves the workload running on its source, restored from
+// the same images, with CRIU's error in hand.
+func TestMoveFallsBack(t *testing.T) {
+	tb := newTestbed(t)
+	ctx := context.Background()
+	if _, err := tb.Up(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	h1, h2 := tb.HostName(1), tb.HostName(2)
+	w, err := tb.Run(ctx, RunRequest{Host: h1, Name: "shm", Zoo: "shm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := mustVerify(t, tb, "shm")
+	if err := run(ctx, tb.Host(h2), "ip", "link", "add", w.Veth, "type", "veth", "peer", "name", "taken"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := tb.MoveRaw(ctx, "shm", h2)
+	var ce *CRIUError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "runs again on "+h1) || len(ce.Lines) == 0 {
+		t.Fatalf("move onto a taken veth name: %v", err)
+	}
+	t.Logf("expected failure: %v", err)
+	if res == nil || !res.FellBack {
+		t.Fatalf("result: %+v", res)
+	}
+	after := mustVerify(t, tb, "shm")
+	if after.Host != h1 || after.Counter <= before.Counter {
+		t.Errorf("after the fallback: %+v (before: %+v)", after, before)
+	}
+}
