@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ferry-migrate/ferry/internal/exit"
 	"github.com/ferry-migrate/ferry/internal/testenv"
 	"github.com/ferry-migrate/ferry/testbed"
@@ -87,7 +89,17 @@ func TestTestbedCommands(t *testing.T) {
 	testenv.RequireCommand(t, "ip", "nsenter", "nft")
 	testenv.CRIU(t)
 	exe := buildFerry(t)
-	t.Setenv(testbed.DirEnv, t.TempDir())
+	dir := t.TempDir()
+	// Workloads open a device node in their rootfs: not on a nodev /tmp.
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err == nil && fs.Flags&unix.ST_NODEV != 0 {
+		var err error
+		if dir, err = os.MkdirTemp("/var/tmp", "ferry-testbed-cmd-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	t.Setenv(testbed.DirEnv, dir)
 	t.Setenv(testbed.PrefixEnv, fmt.Sprintf("c%d", os.Getpid()%10000))
 	t.Setenv(testbed.ExeEnv, exe)
 	ferry := func(args ...string) (int, string, string) {

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ferry-migrate/ferry/internal/criubin"
 	"github.com/ferry-migrate/ferry/internal/host"
 )
@@ -175,6 +177,9 @@ func (tb *Testbed) Up(ctx context.Context, n int) (*State, error) {
 		return nil, err
 	}
 	defer unlock()
+	if err := checkDev(tb.Dir); err != nil {
+		return nil, err
+	}
 	st, err := tb.load()
 	if err != nil {
 		return nil, err
@@ -258,6 +263,20 @@ func (tb *Testbed) create(ctx context.Context, st *State) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// checkDev refuses a directory on a nodev mount: each workload's /dev/null
+// is a device node in its rootfs, which such a mount would not open.
+func checkDev(dir string) error {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return err
+	}
+	if fs.Flags&unix.ST_NODEV != 0 {
+		return withHint(fmt.Errorf("testbed dir %s is on a nodev mount: workloads could not open their /dev/null", dir),
+			"point $"+DirEnv+" at a directory on another file system (the default is "+DefaultDir+")")
 	}
 	return nil
 }

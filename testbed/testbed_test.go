@@ -69,7 +69,7 @@ func newTestbed(t testing.TB) *Testbed {
 	prefixSeq++
 	prefix := fmt.Sprintf("t%d%c", os.Getpid()%10000, 'a'+prefixSeq%26)
 	prefixMu.Unlock()
-	tb := &Testbed{Dir: t.TempDir(), Prefix: prefix, Exe: ferryExe(t), CRIU: info.Path, Local: host.Local{}}
+	tb := &Testbed{Dir: testDir(t), Prefix: prefix, Exe: ferryExe(t), CRIU: info.Path, Local: host.Local{}}
 	t.Cleanup(func() {
 		if _, err := tb.Down(context.Background()); err != nil {
 			t.Errorf("cleanup: down: %v", err)
@@ -150,4 +150,19 @@ func reaped(t *testing.T, pid int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// testDir is a fresh directory for a testbed: t.TempDir, unless that is on
+// a nodev mount (a tmpfs /tmp), where workloads could not open /dev/null.
+func testDir(t testing.TB) string {
+	dir := t.TempDir()
+	if checkDev(dir) == nil {
+		return dir
+	}
+	dir, err := os.MkdirTemp("/var/tmp", "ferry-testbed-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }

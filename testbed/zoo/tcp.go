@@ -24,7 +24,7 @@ func init() {
 	})
 	register(&Workload{
 		Name:     "tcp-client",
-		Summary:  "the client of tcp: ARGS are SERVER-IP:PORT and the LOCAL-IP it binds (one that does not move)",
+		Summary:  "the client of tcp: ARGS name the tcp workload (or are SERVER-IP:PORT LOCAL-IP); it binds an address that does not move",
 		Category: "static/socket-tcp (established TCP connections)",
 		Net:      true,
 		run:      runTCPClient,
