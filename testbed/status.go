@@ -178,8 +178,10 @@ func (r *VerifyResult) WriteText(w io.Writer) error {
 	return nil
 }
 
-// VerifyWait is how long verify waits for a workload's counter to move.
-const VerifyWait = 3 * time.Second
+// VerifyWait is how long verify waits for a workload's counter to move:
+// long enough for a TCP retransmission after a restore (the backoff doubles
+// from 200 ms while the workload is frozen).
+const VerifyWait = 5 * time.Second
 
 // Verify asks a workload whether it is intact: it must run, its
 // self-check must pass, its counter must advance while verify watches and
