@@ -158,6 +158,11 @@ func superviseMain(ctx context.Context, specPath string, spec *launchSpec) error
 		pid, err = superviseStart(ctx, specPath, spec)
 	}
 	if err != nil {
+		// A restored tree whose network could not be linked is of no use,
+		// and the caller will restore it elsewhere: it must not run twice.
+		if pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 		reportErr(report, err)
 		reap(-1)
 		return err
