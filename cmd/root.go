@@ -48,6 +48,7 @@ directory holding a captured host.`,
 		newRestoreCmd(f, nil),
 		newRunsCmd(f),
 		newExplainCmd(f, nil),
+		newTestbedCmd(f, nil),
 		newAgentCmd(f),
 	)
 	return root
