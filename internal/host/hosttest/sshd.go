@@ -1,0 +1,273 @@
+// Package hosttest provides real hosts for tests: an OpenSSH server on a
+// loopback port with throw-away keys, so that packages can run their
+// end-to-end tests over SSH exactly as against a remote machine.
+package hosttest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ferry-migrate/ferry/internal/host"
+	"github.com/ferry-migrate/ferry/internal/testenv"
+)
+
+// SSHD is a running sshd that accepts the test's user key for the current
+// user on 127.0.0.1.
+type SSHD struct {
+	// Spec is the host spec reaching it: ssh://USER@127.0.0.1:PORT.
+	Spec   string
+	Target host.SSHTarget
+	Port   int
+	// Options make the SSH host use the test's key, known_hosts and
+	// ssh_config only, never the machine's ~/.ssh.
+	Options host.SSHOptions
+	// Dir holds the keys, configs and the log.
+	Dir string
+	// HostKey is the server's public host key ("ssh-ed25519 AAAA...").
+	HostKey string
+	// KnownHosts is a known_hosts file that trusts HostKey for the port.
+	KnownHosts string
+	// UserKey is the private key the server accepts.
+	UserKey string
+
+	cmd *exec.Cmd
+	log *syncBuffer
+}
+
+// StartSSHD starts sshd in t's temporary directory and stops it in
+// t.Cleanup. It needs root (sshd drops privileges per connection) and the
+// OpenSSH server and client; without them the test skips, or fails in CI.
+func StartSSHD(t testing.TB) *SSHD {
+	t.Helper()
+	testenv.RequireRoot(t)
+	sshd := testenv.RequireCommand(t, "sshd", "ssh", "ssh-keygen")
+	u, err := user.Current()
+	if err != nil {
+		t.Fatalf("current user: %v", err)
+	}
+	// The privilege separation directory, normally made by the service
+	// unit.
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		t.Fatalf("create /run/sshd: %v", err)
+	}
+
+	dir := t.TempDir()
+	d := &SSHD{Dir: dir, log: &syncBuffer{}}
+	hostPriv, hostPub := GenerateKey(t, dir, "ssh_host_ed25519_key")
+	d.HostKey = hostPub
+	var userPub string
+	d.UserKey, userPub = GenerateKey(t, dir, "id_ed25519")
+	writeFile(t, filepath.Join(dir, "authorized_keys"), userPub+"\n")
+
+	// A client config that keeps the machine's ~/.ssh, agent and global
+	// known hosts out of the tests.
+	clientConfig := filepath.Join(dir, "ssh_config")
+	writeFile(t, clientConfig, strings.Join([]string{
+		"IdentityAgent none",
+		"GlobalKnownHostsFile /dev/null",
+		"UpdateHostKeys no",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"",
+	}, "\n"))
+
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		port := freePort(t)
+		config := filepath.Join(dir, "sshd_config")
+		writeFile(t, config, strings.Join([]string{
+			"Port " + strconv.Itoa(port),
+			"ListenAddress 127.0.0.1",
+			"HostKey " + hostPriv,
+			"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+			"PermitRootLogin prohibit-password",
+			"PasswordAuthentication no",
+			"KbdInteractiveAuthentication no",
+			"StrictModes no",
+			"UsePAM no",
+			"PrintMotd no",
+			"PrintLastLog no",
+			"PidFile " + filepath.Join(dir, "sshd.pid"),
+			"LogLevel INFO",
+			"",
+		}, "\n"))
+		d.log.Reset()
+		cmd := exec.Command(sshd, "-D", "-e", "-f", config)
+		cmd.Stdout = d.log
+		cmd.Stderr = d.log
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start sshd: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		if err := waitListening(port, exited); err != nil {
+			// Most likely another test took the port between freePort and
+			// sshd's bind: try another one.
+			stopProcess(cmd, exited)
+			lastErr = fmt.Errorf("%w; sshd log:\n%s", err, d.log.String())
+			continue
+		}
+		t.Cleanup(func() {
+			stopProcess(cmd, exited)
+			if t.Failed() {
+				t.Logf("sshd log:\n%s", d.log.String())
+			}
+		})
+		d.cmd = cmd
+		d.Port = port
+		break
+	}
+	if d.cmd == nil {
+		t.Fatalf("sshd did not start: %v", lastErr)
+	}
+
+	d.Target = host.SSHTarget{User: u.Username, Host: "127.0.0.1", Port: d.Port}
+	d.Spec = d.Target.String()
+	d.KnownHosts = filepath.Join(dir, "known_hosts")
+	d.WriteKnownHosts(t, d.KnownHosts, d.HostKey)
+	d.Options = host.SSHOptions{
+		ConfigFile:     clientConfig,
+		IdentityFile:   d.UserKey,
+		KnownHostsFile: d.KnownHosts,
+		ConnectTimeout: 5 * time.Second,
+	}
+	return d
+}
+
+// Host returns an SSH host for the server built with opt (d.Options with
+// changes), closed in t.Cleanup.
+func (d *SSHD) Host(t testing.TB, opt host.SSHOptions) *host.SSH {
+	t.Helper()
+	h, err := host.NewSSH(d.Target, opt)
+	if err != nil {
+		t.Fatalf("new ssh host: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("close %s: %v", h.Name(), err)
+		}
+	})
+	return h
+}
+
+// WriteKnownHosts writes a known_hosts file that holds key (a public key
+// line, "TYPE BASE64 [COMMENT]") for this server's address.
+func (d *SSHD) WriteKnownHosts(t testing.TB, path, key string) {
+	t.Helper()
+	f := strings.Fields(key)
+	if len(f) < 2 {
+		t.Fatalf("not a public key: %q", key)
+	}
+	writeFile(t, path, fmt.Sprintf("[127.0.0.1]:%d %s %s\n", d.Port, f[0], f[1]))
+}
+
+// Log is what sshd logged so far.
+func (d *SSHD) Log() string { return d.log.String() }
+
+// Logins counts the connections sshd accepted (one per handshake; commands
+// sharing a connection do not count).
+func (d *SSHD) Logins() int { return strings.Count(d.log.String(), "Accepted publickey for ") }
+
+// GenerateKey makes an ed25519 key pair dir/name and dir/name.pub with
+// ssh-keygen and returns the private key's path and the public key line.
+func GenerateKey(t testing.TB, dir, name string) (priv, pub string) {
+	t.Helper()
+	priv = filepath.Join(dir, name)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := host.Output(ctx, host.Local{}, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ferry-test", "-f", priv); err != nil {
+		t.Fatalf("generate key: %v", err)
+	}
+	b, err := os.ReadFile(priv + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv, strings.TrimSpace(string(b))
+}
+
+// ClosedPort returns a loopback port nothing listens on (for a moment).
+func ClosedPort(t testing.TB) int { return freePort(t) }
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitListening(port int, exited <-chan struct{}) error {
+	deadline := time.Now().Add(15 * time.Second)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("sshd exited")
+		default:
+		}
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("sshd does not listen on %s", addr)
+}
+
+// stopProcess ends the listening sshd (its process group: it started no
+// other processes there; sessions run in their own).
+func stopProcess(cmd *exec.Cmd, exited <-chan struct{}) {
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	}
+}
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
+}
