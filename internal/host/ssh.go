@@ -138,6 +138,10 @@ func (s *SSH) Run(ctx context.Context, argv []string, opt RunOptions) (*Result, 
 // (sshd starts every session's shell with setsid).
 var remotePIDLine = regexp.MustCompile(`^ferry-remote-pid=([0-9]+)\n`)
 
+// remotePIDWait is how long a stopped Run waits for the remote pid before
+// it gives up killing the remote command.
+const remotePIDWait = 2 * time.Second
+
 // run runs argv remotely. With track, the remote shell reports its pid
 // and execs argv, so that a timeout can kill the remote process group;
 // without it argv goes to the shell as is (shell builtins work).
@@ -179,33 +183,61 @@ func (s *SSH) run(ctx context.Context, argv []string, opt RunOptions, track bool
 	}
 	args = append(args, "-T", "--", s.target.Host, command)
 
+	// When ctx is done, the remote process group is killed first, then
+	// the local ssh: its session carries the remote pid, and ssh's own
+	// exit follows the remote command's.
+	runCtx := ctx
 	var pid *pidWatcher
 	killed := make(chan struct{})
 	finished := make(chan struct{})
 	if track {
-		pid = &pidWatcher{w: opt.Stderr}
+		pid = newPIDWatcher(opt.Stderr)
 		local.Stderr = pid
+		var cancelRun context.CancelFunc
+		runCtx, cancelRun = context.WithCancel(context.WithoutCancel(ctx))
+		defer cancelRun()
 		go func() {
 			defer close(killed)
 			select {
 			case <-ctx.Done():
+				// A command that is still starting reports its pid in
+				// a moment.
+				select {
+				case <-pid.known:
+				case <-finished:
+				case <-time.After(remotePIDWait):
+				}
 				if p := pid.PID(); p > 0 {
 					s.killRemote(p)
 				}
+				cancelRun()
 			case <-finished:
 			}
 		}()
 	} else {
 		close(killed)
 	}
-	res, err := execRun(ctx, s.Name(), args, local)
+	res, err := execRun(runCtx, s.Name(), args, local)
 	close(finished)
 	<-killed
+	if pid != nil {
+		pid.flush()
+	}
 	if res != nil {
 		res.Argv = argv
 		if track {
 			res.Stderr = remotePIDLine.ReplaceAll(res.Stderr, nil)
 		}
+	}
+	if err != nil && ctx.Err() != nil && res != nil {
+		// The command was stopped, whatever its exit said.
+		res.ExitCode = -1
+		cerr := &CommandError{Host: s.Name(), Argv: argv, ExitCode: -1, Stderr: trimStderr(res.Stderr), Err: ctx.Err()}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			cerr.TimedOut = true
+			cerr.Timeout = timeout
+		}
+		return res, cerr
 	}
 	var cerr *CommandError
 	if !errors.As(err, &cerr) {
@@ -243,12 +275,17 @@ func (s *SSH) killRemote(pgid int) {
 // pidWatcher takes the remote pid line off the head of stderr and passes
 // the rest on to w (which may be nil).
 type pidWatcher struct {
-	w io.Writer
+	w     io.Writer
+	known chan struct{} // closed once the first line is in
 
 	mu   sync.Mutex
 	head []byte
 	done bool
 	pid  int
+}
+
+func newPIDWatcher(w io.Writer) *pidWatcher {
+	return &pidWatcher{w: w, known: make(chan struct{})}
 }
 
 func (p *pidWatcher) Write(b []byte) (int, error) {
@@ -263,6 +300,7 @@ func (p *pidWatcher) Write(b []byte) (int, error) {
 		return len(b), nil
 	}
 	p.done = true
+	close(p.known)
 	rest := p.head
 	if m := remotePIDLine.FindSubmatch(p.head); m != nil {
 		p.pid, _ = strconv.Atoi(string(m[1]))
@@ -280,6 +318,18 @@ func (p *pidWatcher) forward(b []byte) (int, error) {
 		return len(b), nil
 	}
 	return p.w.Write(b)
+}
+
+// flush passes on a first line that never got its newline.
+func (p *pidWatcher) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.done {
+		p.done = true
+		close(p.known)
+		p.forward(p.head)
+		p.head = nil
+	}
 }
 
 // PID is the remote pid, 0 while not known.
@@ -610,6 +660,9 @@ var sshFailures = []struct {
 		"the connection was closed by the host or the network: check the host's sshd logs (journalctl -u ssh), MaxStartups, and the network"},
 }
 
+// sshKeygenRemove is the command ssh prints to forget a changed host key.
+var sshKeygenRemove = regexp.MustCompile(`(?m)ssh-keygen -f .* -R .*$`)
+
 // classifySSH turns the stderr of an ssh that exited 255 into a
 // *ConnectError. Unless sure (ssh ran no command), it returns nil when the
 // stderr holds none of ssh's own messages: the remote command then exited
@@ -618,7 +671,11 @@ func classifySSH(stderr []byte, sure bool) *ConnectError {
 	s := string(stderr)
 	for _, f := range sshFailures {
 		if f.re.MatchString(s) {
-			return &ConnectError{Kind: f.kind, Detail: sshDetail(s, f.re), hint: f.hint}
+			ce := &ConnectError{Kind: f.kind, Detail: sshDetail(s, f.re), hint: f.hint}
+			if m := sshKeygenRemove.FindString(s); m != "" && f.kind == "host key changed" {
+				ce.hint += "; ssh suggests: " + m
+			}
+			return ce
 		}
 	}
 	if !sure {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -293,6 +294,14 @@ func TestSSHConnectErrors(t *testing.T) {
 	otherUserKey, _ := hosttest.GenerateKey(t, dir, "other_user_key")
 	closed := d.Target
 	closed.Port = hosttest.ClosedPort(t)
+	// A server that accepts connections and never says a word.
+	silentL, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silentL.Close() })
+	silent := d.Target
+	silent.Port = silentL.Addr().(*net.TCPAddr).Port
 
 	tests := []struct {
 		name     string
@@ -339,6 +348,13 @@ func TestSSHConnectErrors(t *testing.T) {
 			target:   closed,
 			wantKind: "connection refused",
 			wantHint: "sshd runs",
+		},
+		{
+			name:     "silent server",
+			target:   silent,
+			opt:      func(o *host.SSHOptions) { o.ConnectTimeout = time.Second },
+			wantKind: "connection timed out",
+			wantHint: "firewalls",
 		},
 		{
 			name:     "closed port without connection sharing",
