@@ -31,8 +31,13 @@ import (
 // reuse it, and the master exits after ControlPersist of idleness or on
 // Close. Close the host when done with it.
 //
-// A timeout kills the local ssh process; the remote command, which has no
-// terminal, is not signalled by sshd and runs on until it finishes.
+// sshd does not signal a command without a terminal when its client goes
+// away, so Run has the remote shell report its pid first (it is the process
+// group sshd made with setsid), and a timeout or cancel kills that group over
+// a second command before killing the local ssh. A remote program that
+// leaves its process group (daemons, setsid) outlives the timeout.
+//
+// The remote login shell must be a POSIX shell (sh, bash, dash, zsh, ksh).
 type SSH struct {
 	target SSHTarget
 	opt    SSHOptions

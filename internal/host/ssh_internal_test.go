@@ -2,6 +2,8 @@ package host
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,5 +161,22 @@ func TestMakeControlDir(t *testing.T) {
 	// Room for ssh's temporary socket name, DIR/<40 hex>.<16 chars>.
 	if n := len(dir) + 1 + 40 + 17; n > 104 {
 		t.Errorf("socket paths in %s are %d bytes long", dir, n)
+	}
+}
+
+func TestSSHWithoutClient(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	s, err := NewSSH(SSHTarget{Host: "db1"}, SSHOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, opt := range []SSHOptions{{}, {ControlPersist: -1}} {
+		s.opt = opt
+		_, err = s.Run(context.Background(), []string{"true"}, RunOptions{})
+		var ce *ConnectError
+		if !errors.As(err, &ce) || !errors.Is(err, ErrConnect) || !strings.Contains(ce.Hint(), "openssh-client") {
+			t.Errorf("%+v: err = %v, want a ConnectError saying to install ssh", opt, err)
+		}
 	}
 }
