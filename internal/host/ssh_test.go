@@ -541,6 +541,30 @@ func TestSSHMultiplex(t *testing.T) {
 	if n := d.Logins(); n != 2 {
 		t.Errorf("sshd accepted %d connections, want 2", n)
 	}
+
+	// A master that died without cleaning up leaves a stale socket: the
+	// next command replaces it, quietly.
+	dir = h.ControlDir()
+	pid, err = h.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for running(pid) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := sockets(); len(s) != 1 {
+		t.Fatalf("sockets after killing the master: %v, want the stale one", s)
+	}
+	res, err := h.Run(ctx, []string{"echo", "stale"}, host.RunOptions{})
+	if err != nil || string(res.Stdout) != "stale\n" || len(res.Stderr) != 0 {
+		t.Fatalf("run after the master died: %+v %v", res, err)
+	}
+	if again, err := h.Check(ctx); err != nil || again == pid {
+		t.Errorf("no new master after the old one died: pid %d, %v", again, err)
+	}
 }
 
 // running reports whether process pid exists and is not a zombie waiting
