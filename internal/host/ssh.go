@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -138,10 +139,13 @@ func (s *SSH) Run(ctx context.Context, argv []string, opt RunOptions) (*Result, 
 	return s.run(ctx, argv, opt, true)
 }
 
-// remotePIDLine is what the remote shell writes first on stderr when Run
-// tracks the remote process: its pid, which is also its process group
-// (sshd starts every session's shell with setsid).
-var remotePIDLine = regexp.MustCompile(`^ferry-remote-pid=([0-9]+)\n`)
+// remotePIDMarker starts the line the remote shell writes on stderr when
+// Run tracks the remote process, before the pid: the shell's own pid, which
+// is also its process group (sshd starts each session's shell with setsid).
+// A random part per command keeps the remote program from faking it.
+func remotePIDMarker() string {
+	return fmt.Sprintf("ferry-remote-pid-%016x=", rand.Uint64())
+}
 
 // remotePIDWait is how long a stopped Run waits for the remote pid before
 // it gives up killing the remote command.
@@ -164,8 +168,9 @@ func (s *SSH) run(ctx context.Context, argv []string, opt RunOptions, track bool
 		remote = append(append([]string{"env"}, opt.Env...), argv...)
 	}
 	command := Quote(remote)
+	marker := remotePIDMarker()
 	if track {
-		command = "echo ferry-remote-pid=$$ >&2 && exec " + command
+		command = "echo " + marker + "$$ >&2 && exec " + command
 	}
 
 	timeout := opt.Timeout
@@ -196,7 +201,7 @@ func (s *SSH) run(ctx context.Context, argv []string, opt RunOptions, track bool
 	killed := make(chan struct{})
 	finished := make(chan struct{})
 	if track {
-		pid = newPIDWatcher(opt.Stderr)
+		pid = newPIDWatcher(opt.Stderr, marker)
 		local.Stderr = pid
 		var cancelRun context.CancelFunc
 		runCtx, cancelRun = context.WithCancel(context.WithoutCancel(ctx))
@@ -231,7 +236,7 @@ func (s *SSH) run(ctx context.Context, argv []string, opt RunOptions, track bool
 	if res != nil {
 		res.Argv = argv
 		if track {
-			res.Stderr = remotePIDLine.ReplaceAll(res.Stderr, nil)
+			res.Stderr = filterStderr(res.Stderr, marker)
 		}
 	}
 	if err != nil && ctx.Err() != nil && res != nil {
@@ -277,21 +282,29 @@ func (s *SSH) killRemote(pgid int) {
 	s.run(ctx, []string{"kill", "-KILL", "--", "-" + strconv.Itoa(pgid)}, RunOptions{Timeout: -1}, false)
 }
 
-// pidWatcher takes the remote pid line off the head of stderr and passes
-// the rest on to w (which may be nil).
+// pidWatcher reads stderr as it comes: it takes out the remote pid line
+// (marker NUMBER) and, before it, ssh's notes about falling back to a
+// connection of its own; everything else goes on to w (which may be nil).
+// Lines before the pid line come from ssh and the remote shell's startup
+// files.
 type pidWatcher struct {
-	w     io.Writer
-	known chan struct{} // closed once the first line is in
+	w      io.Writer
+	marker []byte
+	known  chan struct{} // closed once the pid line is in, or on flush
 
 	mu   sync.Mutex
-	head []byte
+	head []byte // an incomplete line before the pid line
 	done bool
 	pid  int
 }
 
-func newPIDWatcher(w io.Writer) *pidWatcher {
-	return &pidWatcher{w: w, known: make(chan struct{})}
+func newPIDWatcher(w io.Writer, marker string) *pidWatcher {
+	return &pidWatcher{w: w, marker: []byte(marker), known: make(chan struct{})}
 }
+
+// maxHeadLine bounds how much of a line without newline is held back
+// while looking for the pid line.
+const maxHeadLine = 4096
 
 func (p *pidWatcher) Write(b []byte) (int, error) {
 	p.mu.Lock()
@@ -300,23 +313,47 @@ func (p *pidWatcher) Write(b []byte) (int, error) {
 		return p.forward(b)
 	}
 	p.head = append(p.head, b...)
-	i := bytes.IndexByte(p.head, '\n')
-	if i < 0 && len(p.head) < 64 {
-		return len(b), nil
+	for !p.done {
+		i := bytes.IndexByte(p.head, '\n')
+		if i < 0 {
+			if len(p.head) > maxHeadLine {
+				if _, err := p.forward(p.head); err != nil {
+					return 0, err
+				}
+				p.head = p.head[:0]
+			}
+			break
+		}
+		line := p.head[:i+1]
+		p.head = p.head[i+1:]
+		switch {
+		case bytes.HasPrefix(line, p.marker):
+			if pid, err := strconv.Atoi(string(bytes.TrimSpace(line[len(p.marker):]))); err == nil {
+				p.pid = pid
+				p.done = true
+				close(p.known)
+				continue
+			}
+		case sshMuxNote.Match(line):
+			continue
+		}
+		if _, err := p.forward(line); err != nil {
+			return 0, err
+		}
 	}
-	p.done = true
-	close(p.known)
-	rest := p.head
-	if m := remotePIDLine.FindSubmatch(p.head); m != nil {
-		p.pid, _ = strconv.Atoi(string(m[1]))
-		rest = p.head[len(m[0]):]
-	}
-	p.head = nil
-	if _, err := p.forward(rest); err != nil {
-		return 0, err
+	if p.done && len(p.head) > 0 {
+		rest := p.head
+		p.head = nil
+		if _, err := p.forward(rest); err != nil {
+			return 0, err
+		}
 	}
 	return len(b), nil
 }
+
+// sshMuxNote matches what ssh says when the master refuses another session
+// (sshd's MaxSessions) and it connects on its own instead.
+var sshMuxNote = regexp.MustCompile(`^(mux_client_request_session: session request failed: |ControlSocket .* already exists, disabling multiplexing\r?\n$)`)
 
 func (p *pidWatcher) forward(b []byte) (int, error) {
 	if p.w == nil || len(b) == 0 {
@@ -325,7 +362,7 @@ func (p *pidWatcher) forward(b []byte) (int, error) {
 	return p.w.Write(b)
 }
 
-// flush passes on a first line that never got its newline.
+// flush passes on a last line that never got its newline.
 func (p *pidWatcher) flush() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -342,6 +379,15 @@ func (p *pidWatcher) PID() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.pid
+}
+
+// filterStderr is what a pidWatcher lets through of stderr.
+func filterStderr(stderr []byte, marker string) []byte {
+	var out bytes.Buffer
+	w := newPIDWatcher(&out, marker)
+	w.Write(stderr)
+	w.flush()
+	return out.Bytes()
 }
 
 var envAssignment = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)

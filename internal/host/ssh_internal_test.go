@@ -70,17 +70,23 @@ func TestClassifySSH(t *testing.T) {
 
 func TestPIDWatcher(t *testing.T) {
 	t.Parallel()
+	const m = "ferry-remote-pid-0123456789abcdef="
+	noteA := "mux_client_request_session: session request failed: Session open refused by peer\r\n"
+	noteB := "ControlSocket /tmp/ferry-ssh-1/0f3c already exists, disabling multiplexing\r\n"
 	tests := []struct {
 		name    string
 		writes  []string
 		wantPID int
 		wantOut string
 	}{
-		{"one write", []string{"ferry-remote-pid=42\nerr"}, 42, "err"},
-		{"split", []string{"ferry-re", "mote-pid=4", "2", "\n", "e", "rr\n"}, 42, "err\n"},
-		{"no marker", []string{"bash: x: not found\n"}, 0, "bash: x: not found\n"},
-		{"marker later", []string{"a\nferry-remote-pid=42\n"}, 0, "a\nferry-remote-pid=42\n"},
-		{"long first line", []string{strings.Repeat("x", 100)}, 0, strings.Repeat("x", 100)},
+		{"one write", []string{m + "42\nerr"}, 42, "err"},
+		{"split", []string{"ferry-re", "mote-pid-0123456789abcdef=4", "2", "\n", "e", "rr\n"}, 42, "err\n"},
+		{"startup noise first", []string{"pyenv: cannot rehash\n", m + "7\n", "err\n"}, 7, "pyenv: cannot rehash\nerr\n"},
+		{"ssh falls back to its own connection", []string{noteA + noteB + m + "7\nerr\n"}, 7, "err\n"},
+		{"notes after the pid are the program's", []string{m + "7\n" + noteB}, 7, noteB},
+		{"another command's marker", []string{"ferry-remote-pid-ffffffffffffffff=9\n", m + "x\n"}, 0, "ferry-remote-pid-ffffffffffffffff=9\n" + m + "x\n"},
+		{"no marker (ssh failed)", []string{"Host key verification failed.\n"}, 0, "Host key verification failed.\n"},
+		{"long line", []string{strings.Repeat("x", maxHeadLine+1), "y\n", m + "3\n"}, 3, strings.Repeat("x", maxHeadLine+1) + "y\n"},
 		{"nothing", nil, 0, ""},
 		{"no newline at the end", []string{"bash: oops"}, 0, "bash: oops"},
 	}
@@ -88,7 +94,7 @@ func TestPIDWatcher(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var out bytes.Buffer
-			w := newPIDWatcher(&out)
+			w := newPIDWatcher(&out, m)
 			for _, s := range tt.writes {
 				if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
 					t.Fatalf("Write(%q) = %d, %v", s, n, err)
@@ -100,6 +106,9 @@ func TestPIDWatcher(t *testing.T) {
 			w.flush()
 			if diff := cmp.Diff(tt.wantOut, out.String()); diff != "" {
 				t.Errorf("forwarded (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantOut, string(filterStderr([]byte(strings.Join(tt.writes, "")), m))); diff != "" {
+				t.Errorf("filterStderr (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -607,6 +608,81 @@ func TestSSHConcurrentFirstCommands(t *testing.T) {
 	if n := d.Logins(); n != 1 {
 		t.Errorf("sshd accepted %d connections, want 1", n)
 	}
+}
+
+// Beyond sshd's MaxSessions, ssh opens a connection of its own; its notes
+// about that stay out of the command's stderr.
+func TestSSHMoreCommandsThanMaxSessions(t *testing.T) {
+	t.Parallel()
+	d := hosttest.StartSSHD(t, "MaxSessions 2")
+	h := d.Host(t, d.Options)
+	ctx := context.Background()
+	if _, err := host.Output(ctx, h, "true"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 5)
+	for i := range errs {
+		wg.Go(func() {
+			res, err := h.Run(ctx, []string{"sh", "-c", `sleep 1; echo "$1"; echo "e$1" >&2`, "sh", strconv.Itoa(i)}, host.RunOptions{})
+			switch {
+			case err != nil:
+				errs[i] = err
+			case string(res.Stdout) != fmt.Sprintf("%d\n", i) || string(res.Stderr) != fmt.Sprintf("e%d\n", i):
+				errs[i] = fmt.Errorf("stdout %q stderr %q", res.Stdout, res.Stderr)
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("command %d: %v", i, err)
+		}
+	}
+	if n := d.Logins(); n < 2 {
+		t.Errorf("sshd accepted %d connections: the test did not go past MaxSessions", n)
+	}
+}
+
+// What the remote shell's startup files print comes before the pid line;
+// it stays in stderr, and the pid is still found.
+func TestSSHShellStartupOutput(t *testing.T) {
+	t.Parallel()
+	// bash reads $BASH_ENV before running a command.
+	if out, err := host.Output(context.Background(), host.Local{}, "getent", "passwd", strconv.Itoa(os.Geteuid())); err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "/bash") {
+		t.Skipf("the login shell is not bash: %q %v", out, err)
+	}
+	env := filepath.Join(t.TempDir(), "bash_env")
+	if err := os.WriteFile(env, []byte("echo startup says hello >&2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := hosttest.StartSSHD(t, "SetEnv BASH_ENV="+env)
+	h := d.Host(t, d.Options)
+	ctx := context.Background()
+
+	var streamed strings.Builder
+	res, err := h.Run(ctx, []string{"sh", "-c", "echo out; echo err >&2"}, host.RunOptions{Stderr: &streamed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Shells that ~/.bashrc starts before bash reads $BASH_ENV say hello
+	// too: how often depends on the machine.
+	startup := regexp.MustCompile(`^(startup says hello\n)+err\n$`)
+	if !startup.Match(res.Stderr) || streamed.String() != string(res.Stderr) || string(res.Stdout) != "out\n" {
+		t.Errorf("stdout %q, stderr %q, streamed stderr %q; want stderr %s", res.Stdout, res.Stderr, streamed.String(), startup)
+	}
+
+	token := fmt.Sprintf("30.%06d", rand.IntN(1000000))
+	t.Cleanup(func() {
+		for _, pid := range findProcs(t, "sleep", token) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	_, err = h.Run(ctx, []string{"sleep", token}, host.RunOptions{Timeout: 500 * time.Millisecond})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want a timeout", err)
+	}
+	waitGone(t, "sleep", token)
 }
 
 func TestSSHNew(t *testing.T) {

@@ -49,7 +49,8 @@ type SSHD struct {
 // StartSSHD starts sshd in t's temporary directory and stops it in
 // t.Cleanup. It needs root (sshd drops privileges per connection) and the
 // OpenSSH server and client; without them the test skips, or fails in CI.
-func StartSSHD(t testing.TB) *SSHD {
+// The config lines ("MaxSessions 2") are added to sshd_config.
+func StartSSHD(t testing.TB, config ...string) *SSHD {
 	t.Helper()
 	testenv.RequireRoot(t)
 	sshd := testenv.RequireCommand(t, "sshd", "ssh", "ssh-keygen")
@@ -86,8 +87,8 @@ func StartSSHD(t testing.TB) *SSHD {
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		port := freePort(t)
-		config := filepath.Join(dir, "sshd_config")
-		writeFile(t, config, strings.Join([]string{
+		configFile := filepath.Join(dir, "sshd_config")
+		writeFile(t, configFile, strings.Join([]string{
 			"Port " + strconv.Itoa(port),
 			"ListenAddress 127.0.0.1",
 			"HostKey " + hostPriv,
@@ -101,10 +102,11 @@ func StartSSHD(t testing.TB) *SSHD {
 			"PrintLastLog no",
 			"PidFile " + filepath.Join(dir, "sshd.pid"),
 			"LogLevel INFO",
+			strings.Join(config, "\n"),
 			"",
 		}, "\n"))
 		d.log.Reset()
-		cmd := exec.Command(sshd, "-D", "-e", "-f", config)
+		cmd := exec.Command(sshd, "-D", "-e", "-f", configFile)
 		cmd.Stdout = d.log
 		cmd.Stderr = d.log
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
