@@ -23,7 +23,7 @@ import (
 //
 // Commands go to the remote login shell (ssh has no other way to pass them),
 // so Run quotes every argv word with QuoteWord: the remote shell must be a
-// POSIX shell. Host-key checking is never turned off: ssh runs with
+// POSIX shell (sh, bash, dash, zsh, ksh). Host-key checking is never turned off: ssh runs with
 // BatchMode=yes, so an unknown or changed host key is refused instead of
 // prompted for.
 //
@@ -37,8 +37,6 @@ import (
 // group sshd made with setsid), and a timeout or cancel kills that group over
 // a second command before killing the local ssh. A remote program that
 // leaves its process group (daemons, setsid) outlives the timeout.
-//
-// The remote login shell must be a POSIX shell (sh, bash, dash, zsh, ksh).
 type SSH struct {
 	target SSHTarget
 	opt    SSHOptions
@@ -95,26 +93,26 @@ func NewSSH(t SSHTarget, opt SSHOptions) (*SSH, error) {
 	switch strings.ToLower(opt.HostKeyPolicy) {
 	case "", "yes", "accept-new":
 	default:
-		return nil, &optionError{fmt.Sprintf("host key policy %q is not allowed: use yes or accept-new", opt.HostKeyPolicy)}
+		return nil, &optionError{fmt.Sprintf("host key policy %q is not allowed: use yes or accept-new", opt.HostKeyPolicy), noHostKeyHint}
 	}
 	for _, o := range opt.Options {
 		k, v, ok := splitSSHOption(o)
 		if !ok {
-			return nil, &optionError{fmt.Sprintf("ssh option %q is not KEY=VALUE", o)}
+			return nil, &optionError{fmt.Sprintf("ssh option %q is not KEY=VALUE", o), "write ssh options as in ssh_config, KEY=VALUE (ProxyJump=bastion)"}
 		}
 		if v = strings.ToLower(strings.Trim(v, `"`)); strings.EqualFold(k, "StrictHostKeyChecking") && (v == "no" || v == "off") {
-			return nil, &optionError{fmt.Sprintf("ssh option %q turns host key checking off", o)}
+			return nil, &optionError{fmt.Sprintf("ssh option %q turns host key checking off", o), noHostKeyHint}
 		}
 	}
 	return &SSH{target: t, opt: opt}, nil
 }
 
-type optionError struct{ msg string }
+type optionError struct{ msg, hint string }
 
 func (e *optionError) Error() string { return e.msg }
-func (e *optionError) Hint() string {
-	return "ferry never turns ssh host key checking off; add the host's key to known_hosts after checking its fingerprint, or use accept-new for hosts never seen before"
-}
+func (e *optionError) Hint() string  { return e.hint }
+
+const noHostKeyHint = "ferry never turns ssh host key checking off; add the host's key to known_hosts after checking its fingerprint, or use accept-new for hosts never seen before"
 
 func splitSSHOption(o string) (key, value string, ok bool) {
 	i := strings.IndexAny(o, "= ")

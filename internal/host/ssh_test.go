@@ -124,6 +124,29 @@ func TestSSHRun(t *testing.T) {
 		})
 	}
 
+	t.Run("streams", func(t *testing.T) {
+		t.Parallel()
+		big := make([]byte, 4<<20)
+		for i := range big {
+			big[i] = byte(rand.IntN(256))
+		}
+		var stdout, stderr strings.Builder
+		res, err := h.Run(ctx, []string{"sh", "-c", "cat; echo done >&2"}, host.RunOptions{
+			Stdin: strings.NewReader(string(big)), Stdout: &stdout, Stderr: &stderr,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stdout.String() != string(big) {
+			t.Errorf("streamed stdout: %d bytes back of %d sent, equal %v", stdout.Len(), len(big), stdout.String() == string(big))
+		}
+		if len(res.Stdout) != 0 {
+			t.Errorf("stdout also captured: %d bytes", len(res.Stdout))
+		}
+		if stderr.String() != "done\n" || string(res.Stderr) != "done\n" {
+			t.Errorf("stderr: streamed %q, captured %q", stderr.String(), res.Stderr)
+		}
+	})
 	t.Run("bad env", func(t *testing.T) {
 		t.Parallel()
 		for _, kv := range []string{"NOEQUALS", "-i=1", "A B=1", "=x"} {

@@ -1,6 +1,17 @@
 // Package hosttest provides real hosts for tests: an OpenSSH server on a
 // loopback port with throw-away keys, so that packages can run their
 // end-to-end tests over SSH exactly as against a remote machine.
+//
+//	d := hosttest.StartSSHD(t)            // skips without root or sshd (fails in CI)
+//	h := d.Host(t, d.Options)             // a *host.SSH, closed in t.Cleanup
+//	out, err := host.Output(ctx, h, "uname", "-r")
+//
+// or through a spec, as the CLI does:
+//
+//	h, err := host.New(d.Spec, host.WithSSHOptions(d.Options))
+//
+// The server runs as the current user (root in CI) on this machine, so files
+// the test writes locally are the remote host's files.
 package hosttest
 
 import (
