@@ -249,6 +249,38 @@ func TestSSHTimeout(t *testing.T) {
 	}
 }
 
+// A timeout shorter than the handshake stops the connecting ssh too.
+func TestSSHTimeoutWhileConnecting(t *testing.T) {
+	t.Parallel()
+	d := hosttest.StartSSHD(t)
+	// A server that accepts connections and never says a word.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	target := d.Target
+	target.Port = l.Addr().(*net.TCPAddr).Port
+	for _, persist := range []time.Duration{0, -1} {
+		opt := d.Options
+		opt.ControlPersist = persist
+		opt.ConnectTimeout = time.Minute
+		h, err := host.NewSSH(target, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		_, err = h.Run(context.Background(), []string{"true"}, host.RunOptions{Timeout: 300 * time.Millisecond})
+		var ce *host.CommandError
+		if !errors.As(err, &ce) || !ce.TimedOut || ce.Timeout != 300*time.Millisecond || errors.Is(err, host.ErrConnect) {
+			t.Errorf("ControlPersist %s: err = %v, want a timeout after 300ms", persist, err)
+		}
+		if pids := findProcs(t, "ssh", strconv.Itoa(target.Port)); len(pids) > 0 {
+			t.Errorf("ControlPersist %s: ssh processes still running: %v", persist, pids)
+		}
+	}
+}
+
 // waitGone waits a little for the remote processes running program with arg
 // to end: the remote kill has been sent when Run returns.
 func waitGone(t *testing.T, program, arg string) {
