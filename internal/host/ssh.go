@@ -498,6 +498,12 @@ func (s *SSH) prepare(ctx context.Context, argv []string, timeout time.Duration)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.dir != "" {
+		if _, err := os.Stat(s.dir); err != nil {
+			// Removed behind ferry's back (a /tmp cleaner): make another.
+			s.dir = ""
+		}
+	}
 	if s.dir == "" {
 		dir, err := makeControlDir()
 		if err != nil {

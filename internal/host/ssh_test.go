@@ -598,6 +598,20 @@ func TestSSHMultiplex(t *testing.T) {
 		t.Errorf("sshd accepted %d connections, want 2", n)
 	}
 
+	// A control directory removed behind ferry's back is made again.
+	// (The master whose socket went with it can only be killed.)
+	orphan, err := h.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(h.ControlDir()); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(orphan, syscall.SIGTERM)
+	if out, err := host.Output(ctx, h, "echo", "new dir"); err != nil || string(out) != "new dir\n" {
+		t.Errorf("run after the control directory went: %q %v", out, err)
+	}
+
 	// A master that died without cleaning up leaves a stale socket: the
 	// next command replaces it, quietly.
 	dir = h.ControlDir()

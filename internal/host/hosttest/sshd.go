@@ -15,7 +15,6 @@
 package hosttest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -25,7 +24,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,7 +52,7 @@ type SSHD struct {
 	UserKey string
 
 	cmd *exec.Cmd
-	log *syncBuffer
+	log string // sshd's log file
 }
 
 // StartSSHD starts sshd in t's temporary directory and stops it in
@@ -76,7 +74,7 @@ func StartSSHD(t testing.TB, config ...string) *SSHD {
 	}
 
 	dir := t.TempDir()
-	d := &SSHD{Dir: dir, log: &syncBuffer{}}
+	d := &SSHD{Dir: dir}
 	hostPriv, hostPub := GenerateKey(t, dir, "ssh_host_ed25519_key")
 	d.HostKey = hostPub
 	var userPub string
@@ -116,12 +114,20 @@ func StartSSHD(t testing.TB, config ...string) *SSHD {
 			strings.Join(config, "\n"),
 			"",
 		}, "\n"))
-		d.log.Reset()
+		// A file, not a pipe: sshd's connection processes inherit it and
+		// may outlive the listener a moment.
+		d.log = filepath.Join(dir, fmt.Sprintf("sshd-%d.log", attempt))
+		logFile, err := os.Create(d.log)
+		if err != nil {
+			t.Fatal(err)
+		}
 		cmd := exec.Command(sshd, "-D", "-e", "-f", configFile)
-		cmd.Stdout = d.log
-		cmd.Stderr = d.log
+		cmd.Stdout = logFile
+		cmd.Stderr = logFile
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
+		err = cmd.Start()
+		logFile.Close()
+		if err != nil {
 			t.Fatalf("start sshd: %v", err)
 		}
 		exited := make(chan struct{})
@@ -130,13 +136,13 @@ func StartSSHD(t testing.TB, config ...string) *SSHD {
 			// Most likely another test took the port between freePort and
 			// sshd's bind: try another one.
 			stopProcess(cmd, exited)
-			lastErr = fmt.Errorf("%w; sshd log:\n%s", err, d.log.String())
+			lastErr = fmt.Errorf("%w; sshd log:\n%s", err, d.Log())
 			continue
 		}
 		t.Cleanup(func() {
 			stopProcess(cmd, exited)
 			if t.Failed() {
-				t.Logf("sshd log:\n%s", d.log.String())
+				t.Logf("sshd log:\n%s", d.Log())
 			}
 		})
 		d.cmd = cmd
@@ -188,11 +194,17 @@ func (d *SSHD) WriteKnownHosts(t testing.TB, path, key string) {
 }
 
 // Log is what sshd logged so far.
-func (d *SSHD) Log() string { return d.log.String() }
+func (d *SSHD) Log() string {
+	b, err := os.ReadFile(d.log)
+	if err != nil {
+		return fmt.Sprintf("(cannot read the sshd log: %v)", err)
+	}
+	return string(b)
+}
 
 // Logins counts the connections sshd accepted (one per handshake; commands
 // sharing a connection do not count).
-func (d *SSHD) Logins() int { return strings.Count(d.log.String(), "Accepted publickey for ") }
+func (d *SSHD) Logins() int { return strings.Count(d.Log(), "Accepted publickey for ") }
 
 // GenerateKey makes an ed25519 key pair dir/name and dir/name.pub with
 // ssh-keygen and returns the private key's path and the public key line.
@@ -246,11 +258,13 @@ func waitListening(port int, exited <-chan struct{}) error {
 // stopProcess ends the listening sshd (its process group: it started no
 // other processes there; sessions run in their own).
 func stopProcess(cmd *exec.Cmd, exited <-chan struct{}) {
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	if syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) != nil {
+		cmd.Process.Signal(syscall.SIGTERM)
+	}
 	select {
 	case <-exited:
 	case <-time.After(5 * time.Second):
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Process.Kill()
 		<-exited
 	}
 }
@@ -260,27 +274,4 @@ func writeFile(t testing.TB, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.Reset()
 }
