@@ -124,7 +124,9 @@ func StartSSHD(t testing.TB, config ...string) *SSHD {
 		cmd := exec.Command(sshd, "-D", "-e", "-f", configFile)
 		cmd.Stdout = logFile
 		cmd.Stderr = logFile
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		// Its own process group, and gone with the test binary even when
+		// that dies of a test timeout.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 		err = cmd.Start()
 		logFile.Close()
 		if err != nil {
