@@ -156,6 +156,10 @@ func (s *SSH) run(ctx context.Context, argv []string, opt RunOptions, track bool
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("%s: empty command", s.Name())
 	}
+	if strings.HasPrefix(argv[0], "-") || argv[0] == "" {
+		// The remote shell's exec (or env) would take it for an option.
+		return nil, fmt.Errorf("%s: program name %q is empty or starts with '-'", s.Name(), argv[0])
+	}
 	remote := argv
 	if len(opt.Env) > 0 {
 		for _, kv := range opt.Env {

@@ -155,10 +155,12 @@ func TestSSHRun(t *testing.T) {
 			}
 		}
 	})
-	t.Run("empty argv", func(t *testing.T) {
+	t.Run("bad argv", func(t *testing.T) {
 		t.Parallel()
-		if _, err := h.Run(ctx, nil, host.RunOptions{}); err == nil {
-			t.Error("empty argv accepted")
+		for _, argv := range [][]string{nil, {}, {""}, {"-c", "id"}, {"-"}} {
+			if _, err := h.Run(ctx, argv, host.RunOptions{}); err == nil {
+				t.Errorf("argv %q accepted", argv)
+			}
 		}
 	})
 }
