@@ -448,8 +448,9 @@ func (s *SSH) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_, err = execRun(ctx, s.Name(), args, RunOptions{Timeout: -1})
-		if err != nil && s.masterSocket() == "" {
-			err = nil // it was already gone
+		var cerr *CommandError
+		if err != nil && (s.masterSocket() == "" || errors.As(err, &cerr) && strings.Contains(cerr.Stderr, "Control socket connect(")) {
+			err = nil // it was already gone, or died leaving its socket
 		}
 	}
 	if rerr := os.RemoveAll(s.dir); rerr != nil && err == nil {

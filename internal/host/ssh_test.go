@@ -637,6 +637,19 @@ func TestSSHMultiplex(t *testing.T) {
 	if again, err := h.Check(ctx); err != nil || again == pid {
 		t.Errorf("no new master after the old one died: pid %d, %v", again, err)
 	}
+
+	// Close does not mind a master that died.
+	pid, err = h.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	for running(pid) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := h.Close(); err != nil {
+		t.Errorf("Close after the master died: %v", err)
+	}
 }
 
 // running reports whether process pid exists and is not a zombie waiting
