@@ -72,7 +72,8 @@ type SSHOptions struct {
 	// 0 means 60 seconds, negative turns connection sharing off.
 	ControlPersist time.Duration
 	// Options are more `ssh -o` options ("ProxyJump=bastion"). They cannot
-	// override the options above, BatchMode, or connection sharing.
+	// override the options above, BatchMode, or connection sharing; they
+	// can override ServerAliveInterval=15 and ServerAliveCountMax=4.
 	Options []string
 }
 
@@ -616,6 +617,10 @@ func (s *SSH) baseArgsDir(dir string) []string {
 	for _, o := range s.opt.Options {
 		a = append(a, "-o", o)
 	}
+	// Defaults the Options above may change: notice a dead peer within a
+	// minute, rather than hang the shared connection's commands until
+	// their timeouts.
+	a = append(a, "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4")
 	if s.target.User != "" {
 		a = append(a, "-l", s.target.User)
 	}

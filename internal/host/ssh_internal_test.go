@@ -137,6 +137,7 @@ func TestSSHArgs(t *testing.T) {
 		"-o", "ControlMaster=auto", "-o", "ControlPath=/tmp/ferry-ssh-1%%/%C", "-o", "ControlPersist=300",
 		// After ferry's own: ssh keeps the first value, BatchMode stays yes.
 		"-o", "ProxyJump=bastion", "-o", "BatchMode=no",
+		"-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
 		"-l", "ops", "-p", "2222",
 	}
 	if diff := cmp.Diff(want, s.baseArgsDir("/tmp/ferry-ssh-1%")); diff != "" {
@@ -150,6 +151,7 @@ func TestSSHArgs(t *testing.T) {
 	want = []string{
 		"ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "-o", "ClearAllForwardings=yes",
 		"-o", "ControlMaster=no", "-o", "ControlPath=none",
+		"-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
 	}
 	if diff := cmp.Diff(want, s.baseArgsDir("/tmp/x")); diff != "" {
 		t.Errorf("without sharing (-want +got):\n%s", diff)
