@@ -58,7 +58,9 @@ type SSHD struct {
 // StartSSHD starts sshd in t's temporary directory and stops it in
 // t.Cleanup. It needs root (sshd drops privileges per connection) and the
 // OpenSSH server and client; without them the test skips, or fails in CI.
-// The config lines ("MaxSessions 2") are added to sshd_config.
+// The config lines ("MaxSessions 2") go first in sshd_config, so they win
+// over hosttest's own (sshd keeps the first value of a keyword); no Match
+// blocks.
 func StartSSHD(t testing.TB, config ...string) *SSHD {
 	t.Helper()
 	testenv.RequireRoot(t)
@@ -98,6 +100,8 @@ func StartSSHD(t testing.TB, config ...string) *SSHD {
 		port := freePort(t)
 		configFile := filepath.Join(dir, "sshd_config")
 		writeFile(t, configFile, strings.Join([]string{
+			// First: sshd keeps the first value of a keyword.
+			strings.Join(config, "\n"),
 			"Port " + strconv.Itoa(port),
 			"ListenAddress 127.0.0.1",
 			"HostKey " + hostPriv,
@@ -111,7 +115,6 @@ func StartSSHD(t testing.TB, config ...string) *SSHD {
 			"PrintLastLog no",
 			"PidFile " + filepath.Join(dir, "sshd.pid"),
 			"LogLevel INFO",
-			strings.Join(config, "\n"),
 			"",
 		}, "\n"))
 		// A file, not a pipe: sshd's connection processes inherit it and
@@ -134,7 +137,7 @@ func StartSSHD(t testing.TB, config ...string) *SSHD {
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }()
-		if err := waitListening(port, exited); err != nil {
+		if err := d.waitListening(port, exited); err != nil {
 			// Most likely another test took the port between freePort and
 			// sshd's bind: try another one.
 			stopProcess(cmd, exited)
@@ -238,23 +241,23 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func waitListening(port int, exited <-chan struct{}) error {
+// waitListening waits for sshd to say it listens: a connection alone could
+// reach another program that took the port first.
+func (d *SSHD) waitListening(port int, exited <-chan struct{}) error {
+	want := fmt.Sprintf("Server listening on 127.0.0.1 port %d.", port)
 	deadline := time.Now().Add(15 * time.Second)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
 			return fmt.Errorf("sshd exited")
 		default:
 		}
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
+		if strings.Contains(d.Log(), want) {
 			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
-	return fmt.Errorf("sshd does not listen on %s", addr)
+	return fmt.Errorf("sshd did not say %q", want)
 }
 
 // stopProcess ends the listening sshd (its process group: it started no
