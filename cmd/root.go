@@ -44,6 +44,8 @@ directory holding a captured host.`,
 
 	root.AddCommand(
 		newVersionCmd(f, nil),
+		newProbeCmd(f, nil),
+		newCheckCmd(f, nil),
 	)
 	return root
 }

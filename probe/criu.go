@@ -1,0 +1,200 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/ferry-migrate/ferry/internal/criubin"
+)
+
+// CRIUFeatures are the `criu check --feature` names of CRIU 4.x (4.2.1's
+// list, criu/cr-check.c). A CRIU that does not know a name says so, and the
+// feature is recorded as unknown-to-this-version.
+var CRIUFeatures = []string{
+	"mnt_id", "mem_dirty_track", "aio_remap", "timerfd", "tun", "tun_ns", "userns",
+	"fdinfo_lock", "seccomp_suspend", "seccomp_filters", "loginuid", "cgroupns", "autofs",
+	"tcp_half_closed", "compat_cr", "uffd", "uffd-noncoop", "can_map_vdso", "sk_ns",
+	"sk_unix_file", "net_diag_raw", "nsid", "link_nsid", "kcmp_epoll", "timens",
+	"external_net_ns", "clone3_set_tid", "newifindex", "nftables", "has_ipt_legacy",
+	"pidfd_store", "ns_pid", "apparmor_stacking", "network_lock_nftables",
+	"sockopt_buf_lock", "memfd_hugetlb", "move_mount_set_group", "openat2",
+	"get_rseq_conf", "ipv6_freebind", "pagemap_scan", "timer_cr_ids", "overlayfs_maps",
+	"breakpoints", "pagemap_scan_guard_pages",
+}
+
+// HWBreakpointsWarning is what CRIU 4.2 and later print in `criu check` where
+// hardware breakpoints do not work (CRIU 4.1 hangs at dump there).
+const HWBreakpointsWarning = "Hardware breakpoints don't seem to work"
+
+var criuMsgRE = regexp.MustCompile(`^(Error|Warn)\s*\(`)
+
+func (g *gatherer) criu(ctx context.Context) {
+	c := &g.f.CRIU
+	info, err := g.findCRIU(ctx)
+	if err != nil {
+		g.unknown(KeyCRIU, err)
+		g.unknown(KeyCRIUCheck, errors.New("no CRIU"))
+		g.unknown(KeyCRIUFeatures, errors.New("no CRIU"))
+		g.unknown(KeyXSave, errors.New("no CRIU to run `criu cpuinfo dump`"))
+		return
+	}
+	c.Path, c.Version, c.VersionCode = info.Path, info.VersionString, info.Version.Int()
+	argv0 := info.Path
+	if argv0 == "" {
+		argv0 = "criu"
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		out, err := g.run(ctx, 0, argv0, "check")
+		if err != nil {
+			g.unknown(KeyCRIUCheck, err)
+			return
+		}
+		c.Check = ParseCRIUCheck(out.text, out.exitCode)
+	}()
+	go func() {
+		defer wg.Done()
+		x, err := g.xsave(ctx, argv0)
+		if err != nil {
+			g.unknown(KeyXSave, err)
+			return
+		}
+		g.f.CPU.XSave = x
+	}()
+	go func() {
+		defer wg.Done()
+		g.criuFeatures(ctx, argv0)
+	}()
+	wg.Wait()
+}
+
+// findCRIU locates CRIU; on a captured host it reads the captured
+// `criu --version`.
+func (g *gatherer) findCRIU(ctx context.Context) (criubin.Info, error) {
+	info, err := criubin.Find(ctx, g.h, g.opt.CRIUPath)
+	if err == nil {
+		return info, nil
+	}
+	out, cerr := g.run(ctx, 0, "criu", "--version")
+	if cerr == nil && out.captured {
+		v, perr := criubin.ParseVersion(out.text)
+		if perr != nil {
+			return criubin.Info{}, perr
+		}
+		return criubin.Info{Version: v, VersionString: v.String()}, nil
+	}
+	if errors.Is(cerr, ErrNotCaptured) {
+		return criubin.Info{}, cerr
+	}
+	return criubin.Info{}, err
+}
+
+func (g *gatherer) criuFeatures(ctx context.Context, argv0 string) {
+	type result struct {
+		name, state string
+		err         error
+	}
+	results := make([]result, len(CRIUFeatures))
+	var wg sync.WaitGroup
+	for i, name := range CRIUFeatures {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := g.run(ctx, 0, argv0, "check", "--feature", name)
+			if err != nil {
+				results[i] = result{name: name, err: err}
+				return
+			}
+			results[i] = result{name: name, state: ParseFeatureOutput(name, out.text, out.exitCode)}
+		}()
+	}
+	wg.Wait()
+	feats := map[string]string{}
+	var firstErr error
+	for _, r := range results {
+		if r.err != nil {
+			if firstErr == nil {
+				firstErr = r.err
+			}
+			continue
+		}
+		feats[r.name] = r.state
+	}
+	if len(feats) == 0 {
+		g.unknown(KeyCRIUFeatures, firstErr)
+		return
+	}
+	if firstErr != nil {
+		// Some features answered, others not: record those that did and
+		// why the rest is missing.
+		g.unknown(KeyCRIUFeatures+".partial", firstErr)
+	}
+	g.f.CRIU.Features = feats
+}
+
+// ParseFeatureOutput reads `criu check --feature NAME`: "NAME is
+// supported" and exit 0 mean supported; "Unknown feature NAME" means this
+// CRIU does not know the name.
+func ParseFeatureOutput(name, text string, exitCode int) string {
+	switch {
+	case strings.Contains(text, "Unknown feature "+name) || strings.Contains(text, "unknown feature "+name):
+		return FeatureUnknownName
+	case strings.Contains(text, name+" is supported") && exitCode <= 0:
+		return FeatureSupported
+	}
+	return FeatureUnsupported
+}
+
+// ParseCRIUCheck reads the output of a plain `criu check`.
+func ParseCRIUCheck(text string, exitCode int) CRIUCheck {
+	c := CRIUCheck{ExitCode: exitCode, Messages: []string{}}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if criuMsgRE.MatchString(line) {
+			c.Messages = append(c.Messages, line)
+		}
+	}
+	switch {
+	case strings.Contains(text, "Looks good but some kernel features are missing"):
+		c.Verdict = "maybe"
+	case strings.Contains(text, "Looks good."):
+		c.Verdict = "good"
+	case exitCode == 0 && !strings.Contains(text, "Does not look good"):
+		// An exit code of 0 without the usual line: trust the code.
+		c.Verdict = "good"
+	default:
+		c.Verdict = "bad"
+	}
+	return c
+}
+
+// HWBreakpointsBroken reports whether CRIU said hardware breakpoints do
+// not work: true, false, or unknown (ok=false).
+func (c *CRIU) HWBreakpointsBroken() (broken, ok bool) {
+	for _, m := range c.Check.Messages {
+		if strings.Contains(m, HWBreakpointsWarning) {
+			return true, true
+		}
+	}
+	switch c.Features["breakpoints"] {
+	case FeatureSupported:
+		return false, true
+	case FeatureUnsupported:
+		return true, true
+	}
+	return false, false
+}
+
+func (c CRIUCheck) String() string {
+	if len(c.Messages) == 0 {
+		return c.Verdict
+	}
+	return fmt.Sprintf("%s (%s)", c.Verdict, strings.Join(c.Messages, "; "))
+}

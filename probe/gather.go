@@ -1,0 +1,244 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferry-migrate/ferry/internal/host"
+)
+
+// Options tune Gather.
+type Options struct {
+	// CRIUPath is the CRIU binary to use on the host; empty looks for it
+	// (PATH, then the usual places).
+	CRIUPath string
+	// CommandTimeout bounds each command the probe runs; 0 means 10 s.
+	// Daemon queries use at most 3 s of it.
+	CommandTimeout time.Duration
+	// Parallel bounds how many commands run at once (0: 16).
+	Parallel int
+}
+
+// Gather reads the facts of h. It fails only when the host cannot be read
+// at all (ctx done, namespace or directory gone); each fact that cannot be
+// read is recorded in Facts.Unknown.
+func Gather(ctx context.Context, h host.Host, opt Options) (*Facts, error) {
+	if opt.CommandTimeout == 0 {
+		opt.CommandTimeout = 10 * time.Second
+	}
+	if opt.Parallel <= 0 {
+		opt.Parallel = 16
+	}
+	g := &gatherer{h: h, opt: opt, sem: make(chan struct{}, opt.Parallel)}
+	g.f = &Facts{
+		Schema:   Schema,
+		Host:     h.Name(),
+		Runtimes: map[string]Runtime{},
+		Unknown:  map[string]string{},
+	}
+	if err := g.reachable(ctx); err != nil {
+		return nil, err
+	}
+
+	// cpuinfo and the kernel config feed several sections: read them
+	// first (both are quick file reads).
+	cpuinfo, cpuErr := g.read(ctx, "/proc/cpuinfo")
+	g.kernelConfig(ctx)
+
+	var wg sync.WaitGroup
+	for _, fn := range []func(context.Context){
+		g.hostname,
+		g.kernel,
+		g.syscalls,
+		func(ctx context.Context) { g.cpu(ctx, cpuinfo, cpuErr) },
+		g.criu,
+		g.filesystems,
+		func(ctx context.Context) { g.virtualization(ctx, cpuinfo) },
+		g.lsm,
+		g.networkLock,
+		g.runtimes,
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(ctx)
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("probe %s: %w", h.Name(), err)
+	}
+	return g.f, nil
+}
+
+type gatherer struct {
+	h   host.Host
+	opt Options
+	sem chan struct{}
+
+	mu sync.Mutex // guards f.Unknown and f.Runtimes
+	f  *Facts
+}
+
+func (g *gatherer) unknown(key string, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.f.setUnknown(key, err)
+}
+
+// reachable fails when the host cannot be read at all, so that a dead host
+// is an error rather than a page of unknowns.
+func (g *gatherer) reachable(ctx context.Context) error {
+	if d, ok := g.h.(*host.Dir); ok {
+		st, err := os.Stat(d.Root)
+		if err != nil {
+			return fmt.Errorf("probe %s: %w", g.h.Name(), err)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("probe %s: not a directory", g.h.Name())
+		}
+		for _, p := range []string{"proc/cpuinfo", "proc/version", "proc/sys/kernel/osrelease", "proc/filesystems"} {
+			if _, err := os.Stat(filepath.Join(d.Root, p)); err == nil {
+				return nil
+			}
+		}
+		return &notCapturedError{root: d.Root}
+	}
+	_, err := g.read(ctx, "/proc/version")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("probe %s: %w", g.h.Name(), err)
+	}
+	return nil
+}
+
+type notCapturedError struct{ root string }
+
+func (e *notCapturedError) Error() string {
+	return fmt.Sprintf("probe dir:%s: no captured host there (no proc/cpuinfo, proc/version, proc/sys/kernel/osrelease or proc/filesystems)", e.root)
+}
+func (e *notCapturedError) Hint() string {
+	return "point --root at the top of an unpacked ferry bundle, sos report or disk image (the directory holding proc/ and sys/)"
+}
+
+func (g *gatherer) read(ctx context.Context, p string) ([]byte, error) {
+	return host.ReadFile(ctx, g.h, p, 0)
+}
+
+// output is a command's stdout followed by its stderr.
+type output struct {
+	text     string
+	exitCode int  // -1 when unknown (captured output)
+	captured bool // read from a captured host's files
+}
+
+// run runs argv with the command timeout (or less). On a read-only host it
+// looks for the command's captured output instead. A command that ran and
+// exited non-zero returns its output and no error: callers read the exit
+// code.
+func (g *gatherer) run(ctx context.Context, timeout time.Duration, argv ...string) (output, error) {
+	if timeout <= 0 || timeout > g.opt.CommandTimeout {
+		timeout = g.opt.CommandTimeout
+	}
+	select {
+	case g.sem <- struct{}{}:
+	case <-ctx.Done():
+		return output{}, ctx.Err()
+	}
+	res, err := g.h.Run(ctx, argv, host.RunOptions{Timeout: timeout})
+	<-g.sem
+	if errors.Is(err, host.ErrReadOnly) {
+		return g.captured(argv)
+	}
+	var cerr *host.CommandError
+	if errors.As(err, &cerr) && res != nil && cerr.ExitCode > 0 && !cerr.TimedOut && !errors.Is(err, host.ErrNotFound) {
+		return output{text: string(res.Stdout) + string(res.Stderr), exitCode: res.ExitCode}, nil
+	}
+	if err != nil {
+		return output{}, err
+	}
+	return output{text: string(res.Stdout) + string(res.Stderr), exitCode: res.ExitCode}, nil
+}
+
+// ErrNotCaptured says that a read-only host holds no output of a command.
+var ErrNotCaptured = errors.New("not captured")
+
+// captured finds a command's output in a captured host: ferry's layout
+// commands/<name>, or a sos report's sos_commands/<plugin>/<name>, where
+// <name> is sos's mangled command line ("criu check --feature uffd" ->
+// "criu_check_--feature_uffd").
+func (g *gatherer) captured(argv []string) (output, error) {
+	d, ok := g.h.(*host.Dir)
+	name := MangleCommand(argv)
+	if !ok {
+		return output{}, fmt.Errorf("%s is read-only and %q was not captured: %w", g.h.Name(), name, ErrNotCaptured)
+	}
+	candidates := []string{filepath.Join(d.Root, "commands", name)}
+	if m, _ := filepath.Glob(filepath.Join(d.Root, "sos_commands", "*", name)); len(m) > 0 {
+		candidates = append(candidates, m...)
+	}
+	for _, c := range candidates {
+		b, err := os.ReadFile(c)
+		if err != nil {
+			continue
+		}
+		text := string(b)
+		// sos report and capture.sh record a program that is not
+		// installed as this line instead of its output.
+		if first := firstLineOf(text); strings.Contains(first, "failed to run command") || strings.Contains(first, "command not found") {
+			return output{}, fmt.Errorf("%s: captured %s: %w: %s", g.h.Name(), name, host.ErrNotFound, strings.TrimSpace(first))
+		}
+		return output{text: text, exitCode: -1, captured: true}, nil
+	}
+	return output{}, fmt.Errorf("captured host holds no output of %q (looked for commands/%s and sos_commands/*/%s): %w", host.Quote(argv), name, name, ErrNotCaptured)
+}
+
+var mangleRE = regexp.MustCompile(`[^\w\-\./]+`)
+
+// MangleCommand names a command's captured output file the way sos report
+// does: the program's base name, the words joined by "_", any other
+// character run replaced by "_", "/" by ".".
+func MangleCommand(argv []string) string {
+	if len(argv) == 0 {
+		return ""
+	}
+	words := append([]string{path.Base(argv[0])}, argv[1:]...)
+	s := mangleRE.ReplaceAllString(strings.Join(words, " "), "_")
+	s = strings.ReplaceAll(s, "/", ".")
+	return strings.Trim(s, "_")
+}
+
+// reason renders an error as the one-line reason of an unknown fact.
+func reason(err error) string {
+	if err == nil {
+		return "unknown"
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "not there: " + err.Error()
+	case errors.Is(err, fs.ErrPermission):
+		return "permission denied: " + err.Error()
+	}
+	return err.Error()
+}
+
+func (g *gatherer) hostname(ctx context.Context) {
+	b, err := g.read(ctx, "/proc/sys/kernel/hostname")
+	if err != nil {
+		out, rerr := g.run(ctx, 0, "hostname")
+		if rerr != nil || out.exitCode > 0 {
+			g.unknown(KeyHostname, err)
+			return
+		}
+		b = []byte(out.text)
+	}
+	g.f.Hostname = strings.TrimSpace(string(b))
+}
