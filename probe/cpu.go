@@ -152,7 +152,8 @@ func ParseCPUInfo(b []byte) (CPU, error) {
 	return c, nil
 }
 
-func (g *gatherer) cpu(ctx context.Context, cpuinfoText []byte, readErr error) {
+// cpu runs before the parallel collectors: g.criu fills CPU.XSave later.
+func (g *gatherer) cpu(cpuinfoText []byte, readErr error) {
 	if readErr != nil {
 		g.unknown(KeyCPU, readErr)
 		g.unknown(KeyXSave, errors.New("cpuinfo unknown"))
@@ -165,15 +166,11 @@ func (g *gatherer) cpu(ctx context.Context, cpuinfoText []byte, readErr error) {
 		return
 	}
 	g.f.CPU = c
-	// xsave needs CRIU; g.criu fills it once CRIU is found.
 }
 
 // xsave runs `criu cpuinfo dump` in a temporary directory on the host and
 // decodes the image with go-criu.
 func (g *gatherer) xsave(ctx context.Context, criuPath string) (XSave, error) {
-	if g.f.Kernel.Arch != "" && g.f.Kernel.Arch != "x86_64" {
-		return XSave{}, fmt.Errorf("xsave is x86 only (arch %s)", g.f.Kernel.Arch)
-	}
 	if _, ok := g.h.(*host.Dir); ok {
 		// capture.sh runs `criu cpuinfo dump -D DIR/commands`.
 		img, err := g.read(ctx, "/commands/cpuinfo.img")

@@ -52,6 +52,7 @@ func Gather(ctx context.Context, h host.Host, opt Options) (*Facts, error) {
 	// cpuinfo and the kernel config feed several sections: read them
 	// first (both are quick file reads).
 	cpuinfo, cpuErr := g.read(ctx, "/proc/cpuinfo")
+	g.cpu(cpuinfo, cpuErr)
 	g.kernelConfig(ctx)
 
 	var wg sync.WaitGroup
@@ -59,7 +60,6 @@ func Gather(ctx context.Context, h host.Host, opt Options) (*Facts, error) {
 		g.hostname,
 		g.kernel,
 		g.syscalls,
-		func(ctx context.Context) { g.cpu(ctx, cpuinfo, cpuErr) },
 		g.criu,
 		g.filesystems,
 		func(ctx context.Context) { g.virtualization(ctx, cpuinfo) },

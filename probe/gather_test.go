@@ -1,0 +1,235 @@
+package probe_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ferry-migrate/ferry/internal/host"
+	"github.com/ferry-migrate/ferry/probe"
+	"github.com/ferry-migrate/ferry/probe/probetest"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
+
+// gatherDir probes a composed captured host and names it after the variant
+// so that the result does not depend on the temporary path.
+func gatherDir(t testing.TB, base, variant string) *probe.Facts {
+	t.Helper()
+	dir := probetest.Compose(t, base, variant)
+	f, err := probe.Gather(context.Background(), &host.Dir{Root: dir}, probe.Options{})
+	if err != nil {
+		t.Fatalf("gather %s+%s: %v", base, variant, err)
+	}
+	f.Host = "dir:" + filepath.Base(dir)
+	return f
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s differs (-want +got; go test -update rewrites it):\n%s", path, diff)
+	}
+}
+
+// TestGatherCaptured probes the real capture of this machine and its
+// variants from disk and compares the facts with golden JSON.
+func TestGatherCaptured(t *testing.T) {
+	t.Parallel()
+	for _, variant := range []string{"", "older-kernel", "cpu-no-avx512", "platform-flags", "btrfs-mounted", "no-btrfs", "cgroup-v1", "in-container"} {
+		name := variant
+		if name == "" {
+			name = "vm-6.18"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := gatherDir(t, "vm-6.18", variant)
+			var buf bytes.Buffer
+			enc := json.NewEncoder(&buf)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(f); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, name+".json", buf.Bytes())
+		})
+	}
+}
+
+// TestGatherCapturedFacts spells out the facts each variant exists for, so
+// that a wrong golden file cannot hide them.
+func TestGatherCapturedFacts(t *testing.T) {
+	t.Parallel()
+	base := gatherDir(t, "vm-6.18", "")
+	checks := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"release", base.Kernel.Release, "6.18.44-fc-v657"},
+		{"version", base.Kernel.Version, probe.Version{Major: 6, Minor: 18, Patch: 44}},
+		{"arch", base.Kernel.Arch, "x86_64"},
+		{"page size", base.Kernel.PageSize, 4096},
+		{"config source", base.Kernel.ConfigSource, "/proc/config.gz"},
+		{"soft-dirty", base.Kernel.Config["MEM_SOFT_DIRTY"], "n"},
+		{"checkpoint_restore", base.Kernel.Config["CHECKPOINT_RESTORE"], "y"},
+		{"syscalls", len(base.Syscalls.Names) > 400, true},
+		{"vendor", base.CPU.Vendor, "AuthenticAMD"},
+		{"xsave", base.CPU.XSave, probe.XSave{FeaturesMask: 0xe5, Size: 2432, SizeMax: 2432, Source: "captured cpuinfo.img"}},
+		{"criu", base.CRIU.Version, "4.2.1"},
+		{"criu check", base.CRIU.Check.Verdict, "good"},
+		{"mem_dirty_track", base.CRIU.Features["mem_dirty_track"], probe.FeatureUnsupported},
+		{"uffd", base.CRIU.Features["uffd"], probe.FeatureSupported},
+		{"features", len(base.CRIU.Features), len(probe.CRIUFeatures)},
+		{"cgroups", base.Cgroups.Mode, "hybrid"},
+		{"container", base.Virtualization.ContainerType, "docker"},
+		{"vm", base.Virtualization.VMType, "kvm"},
+		{"iptables-restore", base.NetworkLock.IptablesRestore, ""},
+		{"nft", base.NetworkLock.Nft, "nft"},
+		{"lsm unknown", base.Known(probe.KeyLSM), false},
+		{"lxd", base.Runtimes["lxd"].Installed, false},
+		{"docker daemon", base.Runtimes["docker"].Daemon, "no answer"},
+	}
+	old := gatherDir(t, "vm-6.18", "older-kernel")
+	checks = append(checks, []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"old release", old.Kernel.Version, probe.Version{Major: 5, Minor: 10, Patch: 0}},
+		{"old config source", old.Kernel.ConfigSource, "/boot/config-5.10.0-28-amd64"},
+		{"old arch from uname -m", old.Kernel.Arch, "x86_64"},
+		{"old criu", old.CRIU.Version, "3.15.0"},
+		{"old breakpoints", old.CRIU.Features["breakpoints"], probe.FeatureUnknownName},
+		{"old soft-dirty", old.CRIU.Features["mem_dirty_track"], probe.FeatureSupported},
+		{"old xsave unknown", old.Known(probe.KeyXSave), false},
+		{"old iptables-restore", old.NetworkLock.IptablesRestore, "iptables-restore"},
+		{"old fewer syscalls", len(old.Syscalls.Names) < len(base.Syscalls.Names), true},
+	}...)
+	cg := gatherDir(t, "vm-6.18", "cgroup-v1")
+	ct := gatherDir(t, "vm-6.18", "in-container")
+	bt := gatherDir(t, "vm-6.18", "btrfs-mounted")
+	checks = append(checks, []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"cgroup v1", cg.Cgroups.Mode, "v1"},
+		{"container type", ct.Virtualization.ContainerType, "lxc"},
+		{"container cgroups", ct.Cgroups.Mode, "none"},
+		{"container mounts", ct.Filesystems.Mounted, []string{"devpts", "devtmpfs", "ext4", "proc", "sysfs", "tmpfs"}},
+		{"btrfs mounted", contains(bt.Filesystems.Mounted, "btrfs"), true},
+	}...)
+	for _, c := range checks {
+		if diff := cmp.Diff(c.want, c.got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", c.name, diff)
+		}
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func TestGatherNotACapture(t *testing.T) {
+	t.Parallel()
+	_, err := probe.Gather(context.Background(), &host.Dir{Root: t.TempDir()}, probe.Options{})
+	if err == nil {
+		t.Fatal("an empty directory probed without error")
+	}
+	if h, ok := err.(interface{ Hint() string }); !ok || h.Hint() == "" {
+		t.Errorf("error %v carries no hint", err)
+	}
+	if _, err := probe.Gather(context.Background(), &host.Dir{Root: "/nonexistent/ferry"}, probe.Options{}); err == nil {
+		t.Error("a missing directory probed without error")
+	}
+}
+
+// TestFactsFieldSet locks the JSON field set of the facts and of the check
+// report: a change to it is a schema change.
+func TestFactsFieldSet(t *testing.T) {
+	t.Parallel()
+	f := gatherDir(t, "vm-6.18", "")
+	rep := probe.Check(f, f, "")
+	mrep := probe.Matrix(context.Background(), []probe.Probe{
+		{Spec: "a", Facts: func(context.Context) (*probe.Facts, error) { return f, nil }},
+		{Spec: "b", Facts: func(context.Context) (*probe.Facts, error) { return f, nil }},
+	}, "", 0)
+	var buf bytes.Buffer
+	for _, v := range []struct {
+		name string
+		v    any
+	}{{"facts", f}, {"check", rep}, {"matrix", mrep}} {
+		b, err := json.Marshal(v.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range fieldPaths(v.name, m) {
+			buf.WriteString(p + "\n")
+		}
+	}
+	golden(t, "fields.txt", buf.Bytes())
+}
+
+// fieldPaths lists the object keys of v as dotted paths; map-valued fields
+// whose keys are data (config options, features, runtimes, unknown) are
+// shown as <key>.
+func fieldPaths(prefix string, v any) []string {
+	dataMaps := map[string]bool{"facts.kernel.config": true, "facts.criu.features": true, "facts.runtimes": true, "facts.unknown": true, "facts.runtimes.<key>.settings": true}
+	seen := map[string]bool{}
+	var out []string
+	var walk func(p string, v any)
+	walk = func(p string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if dataMaps[p] {
+				for _, val := range x {
+					walk(p+".<key>", val)
+				}
+				return
+			}
+			for k, val := range x {
+				walk(p+"."+k, val)
+			}
+		case []any:
+			for _, e := range x {
+				walk(p+"[]", e)
+			}
+		}
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	walk(prefix, v)
+	sortStrings(out)
+	return out
+}
