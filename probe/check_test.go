@@ -60,13 +60,13 @@ func TestCheckCaptured(t *testing.T) {
 	}{
 		{name: "same host", src: "", dst: "", verdict: probe.VerdictCompatible, want: baseline},
 		{name: "target lacks avx512", src: "", dst: "cpu-no-avx512", verdict: probe.VerdictIncompatible,
-			wantInRule: "cpu.instruction-flags",
-			wantText:   []string{"avx512f", "avx512bw", "sha_ni", "vaes", "gfni", "vpclmulqdq"},
+			wantInRule:  "cpu.instruction-flags",
+			wantText:    []string{"avx512f", "avx512bw", "sha_ni", "vaes", "gfni", "vpclmulqdq"},
 			notInReport: []string{"cpu.xsave-size"}},
 		{name: "source lacks avx512: fine", src: "cpu-no-avx512", dst: "", verdict: probe.VerdictCompatible,
 			notInReport: []string{"cpu.instruction-flags"}},
 		{name: "platform flags only", src: "", dst: "platform-flags", verdict: probe.VerdictCompatible,
-			want: append(append([]finding{}, baseline[:4]...), finding{"cpu.platform-flags", probe.Info}, baseline[4], baseline[5]),
+			want:       append(append([]finding{}, baseline[:4]...), finding{"cpu.platform-flags", probe.Info}, baseline[4], baseline[5]),
 			wantInRule: "cpu.platform-flags", wantText: []string{"hypervisor", "constant_tsc", "aperfmperf"}},
 		{name: "btrfs mounted, target has no btrfs", src: "btrfs-mounted", dst: "no-btrfs", verdict: probe.VerdictIncompatible,
 			wantInRule: "fs.mounted-supported", wantText: []string{"btrfs"}},
@@ -186,18 +186,29 @@ func TestCheckRules(t *testing.T) {
 		}, rule: "known.criu-hw-breakpoints", sev: "", text: ""},
 		{name: "hw breakpoints unknown in a VM", src: func(f *probe.Facts) { f.CRIU.Version = "4.1.1"; delete(f.CRIU.Features, "breakpoints") },
 			dst: func(f *probe.Facts) { f.CRIU.Version = "4.1.1" }, rule: "known.criu-hw-breakpoints", sev: probe.Warning, text: "cannot tell"},
-		{name: "no network lock", dst: func(f *probe.Facts) { f.NetworkLock.Nft = ""; f.CRIU.Features["network_lock_nftables"] = probe.FeatureUnsupported },
+		{name: "no network lock", dst: func(f *probe.Facts) {
+			f.NetworkLock.Nft = ""
+			f.CRIU.Features["network_lock_nftables"] = probe.FeatureUnsupported
+		},
 			rule: "known.network-lock", sev: probe.Blocker, text: "no iptables-restore and no usable nftables lock"},
 		{name: "iptables-restore present", src: func(f *probe.Facts) { f.NetworkLock.IptablesRestore = "/usr/sbin/iptables-restore" },
 			dst: func(f *probe.Facts) { f.NetworkLock.IptablesRestore = "/usr/sbin/iptables-restore" }, rule: "known.network-lock", sev: "", text: ""},
 		{name: "lxd missing", runtime: "lxd", rule: "runtime.installed", sev: probe.Blocker, text: "lxd is not installed"},
 		{name: "lxd 6.6", runtime: "lxd",
-			src: func(f *probe.Facts) { f.Runtimes["lxd"] = probe.Runtime{Installed: true, Version: "6.6", Daemon: "answers", ServerVersion: "6.6"} },
-			dst: func(f *probe.Facts) { f.Runtimes["lxd"] = probe.Runtime{Installed: true, Version: "6.6", Daemon: "answers", ServerVersion: "6.6"} },
+			src: func(f *probe.Facts) {
+				f.Runtimes["lxd"] = probe.Runtime{Installed: true, Version: "6.6", Daemon: "answers", ServerVersion: "6.6"}
+			},
+			dst: func(f *probe.Facts) {
+				f.Runtimes["lxd"] = probe.Runtime{Installed: true, Version: "6.6", Daemon: "answers", ServerVersion: "6.6"}
+			},
 			rule: "lxd.no-live-migration", sev: probe.Blocker, text: "no container live migration"},
 		{name: "lxd daemon down", runtime: "lxd",
-			src: func(f *probe.Facts) { f.Runtimes["lxd"] = probe.Runtime{Installed: true, Version: "5.0.2", Daemon: "no answer"} },
-			dst: func(f *probe.Facts) { f.Runtimes["lxd"] = probe.Runtime{Installed: true, Version: "5.0.2", Daemon: "answers", ServerVersion: "5.0.2"} },
+			src: func(f *probe.Facts) {
+				f.Runtimes["lxd"] = probe.Runtime{Installed: true, Version: "5.0.2", Daemon: "no answer"}
+			},
+			dst: func(f *probe.Facts) {
+				f.Runtimes["lxd"] = probe.Runtime{Installed: true, Version: "5.0.2", Daemon: "answers", ServerVersion: "5.0.2"}
+			},
 			rule: "runtime.installed", sev: probe.Blocker, text: "does not answer on the source"},
 		{name: "incus stateful", runtime: "incus",
 			src: func(f *probe.Facts) {
@@ -208,8 +219,12 @@ func TestCheckRules(t *testing.T) {
 			},
 			rule: "incus.migration-stateful", sev: probe.Warning, text: "migration.stateful"},
 		{name: "incus older target", runtime: "incus",
-			src: func(f *probe.Facts) { f.Runtimes["incus"] = probe.Runtime{Installed: true, Version: "6.0.4", Daemon: "answers", ServerVersion: "6.7"} },
-			dst: func(f *probe.Facts) { f.Runtimes["incus"] = probe.Runtime{Installed: true, Version: "6.0.4", Daemon: "answers", ServerVersion: "6.0.4"} },
+			src: func(f *probe.Facts) {
+				f.Runtimes["incus"] = probe.Runtime{Installed: true, Version: "6.0.4", Daemon: "answers", ServerVersion: "6.7"}
+			},
+			dst: func(f *probe.Facts) {
+				f.Runtimes["incus"] = probe.Runtime{Installed: true, Version: "6.0.4", Daemon: "answers", ServerVersion: "6.0.4"}
+			},
 			rule: "runtime.version", sev: probe.Warning, text: "older"},
 	}
 	for _, tt := range tests {

@@ -233,8 +233,8 @@ func TestParseMountinfo(t *testing.T) {
 func TestMangleCommand(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		"/usr/local/sbin/criu check --feature uffd":   "criu_check_--feature_uffd",
-		"lxc query /1.0":                              "lxc_query_.1.0",
+		"/usr/local/sbin/criu check --feature uffd": "criu_check_--feature_uffd",
+		"lxc query /1.0": "lxc_query_.1.0",
 		"docker version --format {{.Server.Version}}": "docker_version_--format_.Server.Version",
 		"getconf PAGESIZE":                            "getconf_PAGESIZE",
 	} {
