@@ -190,7 +190,33 @@ func parseINI(b []byte) ([]Host, error) {
 			apply(c, v, seen)
 		}
 	}
-	for _, g := range sortedGroups(groupVars) {
+	// The most specific group's vars win: apply children before their
+	// parents (add keeps what is already set).
+	parents := map[string][]string{}
+	for p, cs := range children {
+		for _, c := range cs {
+			parents[c] = append(parents[c], p)
+		}
+	}
+	var depth func(g string, seen map[string]bool) int
+	depth = func(g string, seen map[string]bool) int {
+		if seen[g] {
+			return 0
+		}
+		seen[g] = true
+		d := 0
+		for _, p := range parents[g] {
+			if pd := depth(p, seen) + 1; pd > d {
+				d = pd
+			}
+		}
+		return d
+	}
+	groups := sortedGroups(groupVars)
+	sort.SliceStable(groups, func(i, j int) bool {
+		return depth(groups[i], map[string]bool{}) > depth(groups[j], map[string]bool{})
+	})
+	for _, g := range groups {
 		apply(g, groupVars[g], map[string]bool{})
 	}
 	if v, ok := groupVars["all"]; ok {
