@@ -350,7 +350,9 @@ var Rules = []Rule{
 		}
 		var need []string
 		for _, t := range p.src.Filesystems.Mounted {
-			need = append(need, BaseFSType(t))
+			if !internalFS[t] {
+				need = append(need, BaseFSType(t))
+			}
 		}
 		if m := missing(uniqSorted(need), p.dst.Filesystems.Supported); len(m) > 0 {
 			p.add(Blocker, "filesystem types mounted on the source are not supported by the target kernel: "+list(m, 0),
@@ -551,6 +553,10 @@ var Rules = []Rule{
 		}
 	}},
 }
+
+// internalFS are filesystem types the kernel mounts without registering
+// them in /proc/filesystems (namespace files, pidfds): always there.
+var internalFS = setOf([]string{"nsfs", "pidfs"})
 
 func configEvidence(f *Facts, opts []string) string {
 	var parts []string

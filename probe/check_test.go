@@ -169,6 +169,8 @@ func TestCheckRules(t *testing.T) {
 		{name: "syscalls unknown", dst: func(f *probe.Facts) { f.Unknown[probe.KeySyscalls] = "kptr_restrict" }, rule: "syscalls.subset", sev: probe.Warning, text: "cannot compare syscalls"},
 		{name: "fuse subtype", src: func(f *probe.Facts) { f.Filesystems.Mounted = append(f.Filesystems.Mounted, "fuse.sshfs") },
 			dst: func(f *probe.Facts) { f.Filesystems.Supported = without(f.Filesystems.Supported, "fuse") }, rule: "fs.mounted-supported", sev: probe.Blocker, text: "fuse"},
+		{name: "nsfs is never in /proc/filesystems", src: func(f *probe.Facts) { f.Filesystems.Mounted = append(f.Filesystems.Mounted, "nsfs") },
+			rule: "fs.mounted-supported", sev: "", text: ""},
 		{name: "no criu", dst: func(f *probe.Facts) { f.Unknown[probe.KeyCRIU] = "local: criu not found (looked for ...)" }, rule: "criu.present", sev: probe.Blocker, text: "target"},
 		{name: "criu min", src: func(f *probe.Facts) { f.CRIU.Version = "3.10.0" }, rule: "criu.min-version", sev: probe.Blocker, text: "3.10.0"},
 		{name: "criu target older", dst: func(f *probe.Facts) { f.CRIU.Version = "4.1.1" }, rule: "criu.target-older", sev: probe.Blocker, text: "4.1.1"},

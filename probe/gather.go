@@ -113,8 +113,9 @@ func (g *gatherer) reachable(ctx context.Context) error {
 		}
 		return &notCapturedError{root: d.Root}
 	}
-	_, err := g.read(ctx, "/proc/version")
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// Every Linux host has /proc/version: failing to read it means the
+	// host (ssh, namespace) is not there.
+	if _, err := g.read(ctx, "/proc/version"); err != nil {
 		return fmt.Errorf("probe %s: %w", g.h.Name(), err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package probe_test
 import (
 	"encoding/json"
 	"io"
+	"path/filepath"
 	"sort"
 )
 
@@ -13,3 +14,5 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+func filepathGlob(p string) ([]string, error) { return filepath.Glob(p) }
