@@ -426,6 +426,17 @@ var Rules = []Rule{
 			}
 		}
 	}},
+	{ID: "criu.kerndat-cache", Check: func(p *pair) {
+		for _, side := range []struct {
+			name string
+			f    *Facts
+		}{{"source", p.src}, {"target", p.dst}} {
+			if side.f.CRIU.KerndatCache == KerndatBlocked {
+				p.add(Info, "CRIU's kernel-feature cache is blocked on the "+side.name+" host by a stale "+kerndatCacheTmp+": every CRIU run re-detects the kernel, adding time to each dump and restore",
+					"remove "+kerndatCacheTmp+" there (a CRIU killed while saving its cache left it)", p.src.CRIU.KerndatCache, p.dst.CRIU.KerndatCache)
+			}
+		}
+	}},
 	{ID: "known.criu-vvar-vclock", Check: func(p *pair) {
 		for _, side := range []struct {
 			name string

@@ -175,6 +175,7 @@ func TestCheckRules(t *testing.T) {
 		{name: "criu min", src: func(f *probe.Facts) { f.CRIU.Version = "3.10.0" }, rule: "criu.min-version", sev: probe.Blocker, text: "3.10.0"},
 		{name: "criu target older", dst: func(f *probe.Facts) { f.CRIU.Version = "4.1.1" }, rule: "criu.target-older", sev: probe.Blocker, text: "4.1.1"},
 		{name: "criu check bad", dst: func(f *probe.Facts) { f.CRIU.Check.Verdict = "bad" }, rule: "criu.check", sev: probe.Blocker, text: "fails on the target"},
+		{name: "kerndat cache blocked", dst: func(f *probe.Facts) { f.CRIU.KerndatCache = probe.KerndatBlocked }, rule: "criu.kerndat-cache", sev: probe.Info, text: "stale /run/criu.kdat.tmp"},
 		{name: "vvar_vclock", src: func(f *probe.Facts) { f.CRIU.Version = "3.17.1" }, dst: func(f *probe.Facts) { f.CRIU.Version = "3.17.1" },
 			rule: "known.criu-vvar-vclock", sev: probe.Blocker, text: "vvar_vclock"},
 		{name: "vvar_vclock fine on 6.12", src: func(f *probe.Facts) { f.CRIU.Version = "4.0.0"; f.Kernel.Version = probe.Version{6, 12, 0} },

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"regexp"
 	"strings"
 	"sync"
 
 	"github.com/ferry-migrate/ferry/internal/criubin"
+	"github.com/ferry-migrate/ferry/internal/host"
 )
 
 // CRIUFeatures are the `criu check --feature` names of CRIU 4.x (4.2.1's
@@ -49,7 +51,11 @@ func (g *gatherer) criu(ctx context.Context) {
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		g.kerndatCache(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		out, err := g.run(ctx, 0, argv0, "check")
@@ -197,4 +203,38 @@ func (c CRIUCheck) String() string {
 		return c.Verdict
 	}
 	return fmt.Sprintf("%s (%s)", c.Verdict, strings.Join(c.Messages, "; "))
+}
+
+// CRIU's kernel-feature cache and the temporary file it writes first
+// (criu/kerndat.c, root's paths).
+const (
+	kerndatCacheFile = "/run/criu.kdat"
+	kerndatCacheTmp  = "/run/criu.kdat.tmp"
+)
+
+func (g *gatherer) kerndatCache(ctx context.Context) {
+	if _, ok := g.h.(*host.Dir); ok {
+		g.unknown(KeyKerndatCache, errors.New("not captured (/run is not part of a capture)"))
+		return
+	}
+	cache, err := g.exists(ctx, kerndatCacheFile)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		g.unknown(KeyKerndatCache, err)
+		return
+	}
+	tmp, err := g.exists(ctx, kerndatCacheTmp)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		g.unknown(KeyKerndatCache, err)
+		return
+	}
+	switch {
+	case cache:
+		g.f.CRIU.KerndatCache = KerndatPresent
+	case tmp:
+		// CRIU creates the temporary file with O_EXCL and gives up
+		// when it exists: a stale one disables the cache for good.
+		g.f.CRIU.KerndatCache = KerndatBlocked
+	default:
+		g.f.CRIU.KerndatCache = KerndatAbsent
+	}
 }

@@ -62,6 +62,7 @@ const (
 	KeyCRIU           = "criu"
 	KeyCRIUCheck      = "criu.check"
 	KeyCRIUFeatures   = "criu.features"
+	KeyKerndatCache   = "criu.kerndat_cache"
 	KeyFSSupported    = "filesystems.supported"
 	KeyFSMounted      = "filesystems.mounted"
 	KeyVirtualization = "virtualization"
@@ -205,7 +206,20 @@ type CRIU struct {
 	// Features maps every `criu check --feature` name ferry knows to
 	// supported, unsupported or unknown-to-this-version.
 	Features map[string]string `json:"features"`
+	// KerndatCache is the state of CRIU's kernel-feature cache
+	// (/run/criu.kdat): "present", "absent", or "blocked" when a stale
+	// /run/criu.kdat.tmp left by a killed CRIU stops CRIU from ever
+	// writing it (every CRIU run then re-detects the kernel: ~30 ms
+	// instead of ~6 ms here). "" when unknown (captured hosts).
+	KerndatCache string `json:"kerndat_cache"`
 }
+
+// Kerndat cache states.
+const (
+	KerndatPresent = "present"
+	KerndatAbsent  = "absent"
+	KerndatBlocked = "blocked"
+)
 
 // Feature states.
 const (

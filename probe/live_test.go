@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -34,6 +35,15 @@ func TestGatherLocal(t *testing.T) {
 	}
 	if len(f.CRIU.Features) != len(probe.CRIUFeatures) {
 		t.Errorf("%d features, want %d: %v (%s)", len(f.CRIU.Features), len(probe.CRIUFeatures), f.CRIU.Features, f.Why(probe.KeyCRIUFeatures+".partial"))
+	}
+	wantKdat := probe.KerndatAbsent
+	if _, err := os.Stat("/run/criu.kdat"); err == nil {
+		wantKdat = probe.KerndatPresent
+	} else if _, err := os.Stat("/run/criu.kdat.tmp"); err == nil {
+		wantKdat = probe.KerndatBlocked
+	}
+	if f.CRIU.KerndatCache != wantKdat {
+		t.Errorf("kerndat cache %q, want %q", f.CRIU.KerndatCache, wantKdat)
 	}
 	// criu cpuinfo dump's temporary directory is gone.
 	if m, _ := filepathGlob("/tmp/ferry-cpuinfo.*"); len(m) > 0 {
@@ -101,6 +111,71 @@ func BenchmarkGatherLocal(b *testing.B) {
 	for b.Loop() {
 		if _, err := probe.Gather(context.Background(), host.Local{}, probe.Options{CRIUPath: os.Getenv("FERRY_CRIU")}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMatrix8Netns probes 8 network-namespace hosts in parallel (each
+// runs its own CRIU checks) and compares all 56 directions.
+func BenchmarkMatrix8Netns(b *testing.B) {
+	testenv.RequireRoot(b)
+	testenv.RequireCommand(b, "ip", "nsenter")
+	testenv.CRIU(b)
+	var probes []probe.Probe
+	for i := range 8 {
+		name := fmt.Sprintf("ferry-pb%d-%d", i, os.Getpid())
+		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+			b.Fatalf("ip netns add: %v: %s", err, out)
+		}
+		b.Cleanup(func() { exec.Command("ip", "netns", "delete", name).Run() })
+		if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+			b.Fatalf("lo up: %v: %s", err, out)
+		}
+		h := &host.Netns{Label: fmt.Sprintf("testbed:pb%d", i), Netns: name}
+		probes = append(probes, probe.Probe{Spec: h.Label, Facts: func(ctx context.Context) (*probe.Facts, error) {
+			return probe.Gather(ctx, h, probe.Options{CRIUPath: os.Getenv("FERRY_CRIU")})
+		}})
+	}
+	for b.Loop() {
+		m := probe.Matrix(context.Background(), probes, "", time.Minute)
+		if m.Failed() > 0 || len(m.Directions) != 56 {
+			b.Fatalf("%d failed, %d directions", m.Failed(), len(m.Directions))
+		}
+	}
+}
+
+// BenchmarkMatrixSaved7Local1 is the usual fleet check: seven saved facts
+// files and this host probed live.
+func BenchmarkMatrixSaved7Local1(b *testing.B) {
+	testenv.RequireRoot(b)
+	testenv.CRIU(b)
+	dir := b.TempDir()
+	f := gatherDir(b, "vm-6.18", "")
+	var probes []probe.Probe
+	for i := range 7 {
+		p := filepath.Join(dir, fmt.Sprintf("h%d.json", i))
+		fh, err := os.Create(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		writeJSON(fh, f)
+		fh.Close()
+		probes = append(probes, probe.Probe{Spec: p, Facts: func(context.Context) (*probe.Facts, error) {
+			r, err := os.Open(p)
+			if err != nil {
+				return nil, err
+			}
+			defer r.Close()
+			return probe.Read(r, p)
+		}})
+	}
+	probes = append(probes, probe.Probe{Spec: "local", Facts: func(ctx context.Context) (*probe.Facts, error) {
+		return probe.Gather(ctx, host.Local{}, probe.Options{CRIUPath: os.Getenv("FERRY_CRIU")})
+	}})
+	for b.Loop() {
+		m := probe.Matrix(context.Background(), probes, "", time.Minute)
+		if m.Failed() > 0 || len(m.Directions) != 56 {
+			b.Fatalf("%d failed, %d directions", m.Failed(), len(m.Directions))
 		}
 	}
 }

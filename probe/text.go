@@ -59,6 +59,11 @@ func (f *Facts) WriteText(w io.Writer) error {
 				unk = append(unk, n)
 			}
 		}
+		kd := cr.KerndatCache
+		if kd == KerndatBlocked {
+			kd += " by a stale " + kerndatCacheTmp + " (every criu run re-detects the kernel; remove the file)"
+		}
+		line("  kerndat cache", val(KeyKerndatCache, kd))
 		line("  features", val(KeyCRIUFeatures, fmt.Sprintf("%d supported; unsupported: %s; unknown to this CRIU: %s", len(sup), list(unsup, 0), list(unk, 0))))
 	}
 	fsys := f.Filesystems
