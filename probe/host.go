@@ -107,6 +107,16 @@ var errProgramMissing = errors.New("program not installed")
 // and returns what answered. A program found nowhere is errProgramMissing;
 // a host where nothing can run is another error.
 func (g *gatherer) lookProgram(ctx context.Context, name string, args ...string) (string, error) {
+	if pf, ok := localPathFinder(g.h); ok {
+		// No process needed to learn that a program is missing; the
+		// sbin directories are searched too, as a root shell would.
+		for _, p := range []string{name, "/usr/sbin/" + name, "/sbin/" + name, "/usr/local/sbin/" + name} {
+			if abs, err := pf.LookPath(p); err == nil {
+				return abs, nil
+			}
+		}
+		return "", errProgramMissing
+	}
 	var last error
 	for _, p := range []string{name, "/usr/sbin/" + name, "/sbin/" + name, "/usr/local/sbin/" + name} {
 		out, err := g.run(ctx, 3*time.Second, append([]string{p}, args...)...)
@@ -125,6 +135,18 @@ func (g *gatherer) lookProgram(ctx context.Context, name string, args ...string)
 		return "", last
 	}
 	return "", errProgramMissing
+}
+
+// localPathFinder resolves program names for hosts that run programs from
+// the local filesystem: the local machine and testbed namespaces (which
+// share it).
+func localPathFinder(h host.Host) (host.PathFinder, bool) {
+	switch h.(type) {
+	case *host.Netns:
+		return host.Local{}, true
+	}
+	pf, ok := h.(host.PathFinder)
+	return pf, ok
 }
 
 func isMissingProgram(err error) bool {
