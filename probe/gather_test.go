@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -232,4 +234,72 @@ func fieldPaths(prefix string, v any) []string {
 	walk(prefix, v)
 	sortStrings(out)
 	return out
+}
+
+// TestGatherSosLayout reads a captured host laid out as a sos report:
+// command outputs under sos_commands/<plugin>/, /proc/mounts instead of
+// mountinfo, no CRIU output at all.
+func TestGatherSosLayout(t *testing.T) {
+	t.Parallel()
+	dir := probetest.Compose(t, "vm-6.18", "")
+	mustRename := func(from, to string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, to)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dir, from), filepath.Join(dir, to)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRename("commands/uname_-a", "sos_commands/kernel/uname_-a")
+	mustRename("commands/systemd-detect-virt_--vm", "sos_commands/systemd/systemd-detect-virt_--vm")
+	mi, err := probe.ParseMountinfo(readTestdata(t, "proc/self/mountinfo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mounts bytes.Buffer
+	for _, m := range mi {
+		opts := "rw"
+		if len(m.Super) > 0 {
+			opts = strings.Join(m.Super, ",")
+		}
+		fmt.Fprintf(&mounts, "%s %s %s %s 0 0\n", m.Source, m.Point, m.FSType, opts)
+	}
+	os.WriteFile(filepath.Join(dir, "proc/mounts"), mounts.Bytes(), 0o644)
+	for _, p := range []string{"commands", "proc/self/mountinfo", "proc/sys/kernel/arch"} {
+		os.RemoveAll(filepath.Join(dir, p))
+	}
+
+	f, err := probe.Gather(context.Background(), &host.Dir{Root: dir}, probe.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Kernel.Arch != "x86_64" {
+		t.Errorf("arch %q from sos_commands/kernel/uname_-a (%s)", f.Kernel.Arch, f.Why(probe.KeyKernelArch))
+	}
+	if f.Filesystems.MountedSource != "/proc/mounts" || !contains(f.Filesystems.Mounted, "ext4") {
+		t.Errorf("mounts from %q: %v", f.Filesystems.MountedSource, f.Filesystems.Mounted)
+	}
+	if f.Cgroups.Mode != "hybrid" || !contains(f.Cgroups.V1Controllers, "memory") {
+		t.Errorf("cgroups from /proc/mounts: %+v", f.Cgroups)
+	}
+	if f.Virtualization.VMType != "kvm" {
+		t.Errorf("vm type %q from sos_commands/systemd", f.Virtualization.VMType)
+	}
+	if f.Kernel.PageSize != 4096 {
+		t.Errorf("x86_64 page size %d", f.Kernel.PageSize)
+	}
+	for _, key := range []string{probe.KeyCRIU, probe.KeyCRIUCheck, probe.KeyCRIUFeatures, "runtime.lxd"} {
+		if f.Known(key) {
+			t.Errorf("%s known without any captured output", key)
+		}
+	}
+	if why := f.Why(probe.KeyCRIU); !strings.Contains(why, "sos_commands/*/criu_--version") {
+		t.Errorf("criu unknown without saying where ferry looked: %s", why)
+	}
+	// Undecided, not compatible: whether CRIU works is unknown.
+	r := probe.Check(f, f, "")
+	if r.Verdict != probe.VerdictUndecided || find(r, "criu.present") == nil {
+		t.Errorf("verdict %s: %v", r.Verdict, reduce(r))
+	}
 }

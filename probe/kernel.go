@@ -60,10 +60,18 @@ func (g *gatherer) kernel(ctx context.Context) {
 	}
 	if ps, err := g.pageSize(ctx); err == nil {
 		k.PageSize = ps
+	} else if ps, ok := fixedPageSize[k.Arch]; ok {
+		// These architectures have one base page size: a fact of the
+		// architecture, not a guess.
+		k.PageSize = ps
 	} else {
 		g.unknown(KeyPageSize, err)
 	}
 }
+
+// fixedPageSize lists architectures whose kernels have only one base page
+// size (arm64, ppc64, loongarch, mips have several).
+var fixedPageSize = map[string]int{"x86_64": 4096, "i686": 4096, "i386": 4096, "s390x": 4096}
 
 func (g *gatherer) arch(ctx context.Context) (string, error) {
 	if b, err := g.read(ctx, "/proc/sys/kernel/arch"); err == nil && len(bytes.TrimSpace(b)) > 0 {
