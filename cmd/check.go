@@ -102,16 +102,22 @@ func checkRun(ctx context.Context, opts *CheckOptions) error {
 		err error
 	}
 	results := make([]res, 2)
-	done := make(chan struct{}, 2)
-	for i, spec := range opts.Hosts {
-		go func() {
-			f, err := src.facts(ctx, spec, opts.Timeout)
-			results[i] = res{f, err}
-			done <- struct{}{}
-		}()
+	if opts.Hosts[0] == opts.Hosts[1] {
+		// One host against itself: probe it once.
+		f, err := src.facts(ctx, opts.Hosts[0], opts.Timeout)
+		results[0], results[1] = res{f, err}, res{f, err}
+	} else {
+		done := make(chan struct{}, 2)
+		for i, spec := range opts.Hosts {
+			go func() {
+				f, err := src.facts(ctx, spec, opts.Timeout)
+				results[i] = res{f, err}
+				done <- struct{}{}
+			}()
+		}
+		<-done
+		<-done
 	}
-	<-done
-	<-done
 	for i, r := range results {
 		if r.err != nil {
 			return exit.WithHint(fmt.Errorf("%s host %s: %w", []string{"source", "target"}[i], opts.Hosts[i], r.err),
@@ -151,19 +157,27 @@ func matrixRun(ctx context.Context, opts *CheckOptions, src factsSource) error {
 	if len(specs) < 2 {
 		return exit.Usagef("a matrix needs at least two hosts", "only %d host given", len(specs))
 	}
-	probes := make([]probe.Probe, len(specs))
-	for i, spec := range specs {
-		probes[i] = probe.Probe{Spec: spec, Facts: func(ctx context.Context) (*probe.Facts, error) {
+	seen := map[string]bool{}
+	var probes []probe.Probe
+	for _, spec := range specs {
+		if seen[spec] {
+			continue
+		}
+		seen[spec] = true
+		probes = append(probes, probe.Probe{Spec: spec, Facts: func(ctx context.Context) (*probe.Facts, error) {
 			// The matrix applies the timeout itself, per host.
 			return src.facts(ctx, spec, 0)
-		}}
+		}})
+	}
+	if len(probes) < 2 {
+		return exit.Usagef("a matrix needs at least two different hosts", "only %d different host given", len(probes))
 	}
 	rep := probe.Matrix(ctx, probes, opts.Runtime, opts.Timeout)
 	if err := output.Write(opts.IO.Out, opts.Format, rep); err != nil {
 		return err
 	}
 	if n := rep.Failed(); n > 0 {
-		return exit.New(exit.Failure, fmt.Errorf("%d of %d hosts could not be probed", n, len(specs)),
+		return exit.New(exit.Failure, fmt.Errorf("%d of %d hosts could not be probed", n, len(probes)),
 			"the directions between the other hosts are listed above; fix the failed hosts and run again")
 	}
 	return nil

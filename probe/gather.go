@@ -160,6 +160,11 @@ func (g *gatherer) run(ctx context.Context, timeout time.Duration, argv ...strin
 		return g.captured(argv)
 	}
 	var cerr *host.CommandError
+	if errors.As(err, &cerr) && (cerr.ExitCode == 126 || cerr.ExitCode == 127) && !errors.Is(err, host.ErrNotFound) {
+		// A shell (ssh, nsenter) says the program is missing or not
+		// executable the POSIX way.
+		return output{}, fmt.Errorf("%w: %w", host.ErrNotFound, err)
+	}
 	if errors.As(err, &cerr) && res != nil && cerr.ExitCode > 0 && !cerr.TimedOut && !errors.Is(err, host.ErrNotFound) {
 		return output{text: string(res.Stdout) + string(res.Stderr), exitCode: res.ExitCode}, nil
 	}
