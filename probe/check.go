@@ -282,6 +282,21 @@ var Rules = []Rule{
 				cpuEvidence(p.src), cpuEvidence(p.dst))
 		}
 	}},
+	{ID: "cpu.criu-ins-mask", Check: func(p *pair) {
+		if !p.src.Known(KeyCPU) || !p.dst.Known(KeyCPU) {
+			return
+		}
+		var src []string
+		for _, f := range p.src.CPU.Flags {
+			if criuPlatform[f] {
+				src = append(src, f)
+			}
+		}
+		if m := missing(src, p.dst.CPU.Flags); len(m) > 0 {
+			p.add(Warning, "target CPU lacks "+list(m, 0)+": not instructions user code runs, but CRIU's --cpu-cap=ins check compares them and would refuse the restore",
+				"do not pass --cpu-cap=ins (or all) to CRIU for this move; the default does not check", cpuEvidence(p.src), cpuEvidence(p.dst))
+		}
+	}},
 	{ID: "cpu.other-instruction-flags", Check: func(p *pair) {
 		if !p.src.Known(KeyCPU) || !p.dst.Known(KeyCPU) {
 			return

@@ -17,20 +17,18 @@ import (
 )
 
 // CRIUInstructionFlags are the /proc/cpuinfo names of the bits in CRIU's
-// x86_ins_capability_mask (criu/arch/x86/cpu.c): what `--cpu-cap=ins`
-// requires the target to have. CRIU's mask also holds osxsave, which the
-// kernel does not show in /proc/cpuinfo, and monitor, rep_good and nopl,
-// which a reader might call platform flags: ferry follows CRIU, whose
-// restore is what refuses.
+// x86_ins_capability_mask (criu/arch/x86/cpu.c), what `--cpu-cap=ins`
+// requires the target to have, except CRIUMaskPlatformFlags. CRIU's mask
+// also holds osxsave, which the kernel does not show in /proc/cpuinfo.
 var CRIUInstructionFlags = []string{
 	// CPUID_1_EDX
 	"fpu", "tsc", "cx8", "sep", "cmov", "clflush", "mmx", "fxsr", "sse", "sse2",
 	// CPUID_8000_0001_EDX
 	"syscall", "mmxext", "rdtscp", "3dnowext", "3dnow",
-	// CPUID_LNX_1
-	"rep_good", "nopl",
+	// CPUID_LNX_1 (rep_good: see CRIUMaskPlatformFlags)
+	"nopl",
 	// CPUID_1_ECX
-	"pni", "pclmulqdq", "monitor", "ssse3", "cx16", "sse4_1", "sse4_2", "movbe", "popcnt",
+	"pni", "pclmulqdq", "ssse3", "cx16", "sse4_1", "sse4_2", "movbe", "popcnt",
 	"aes", "xsave", "osxsave", "avx", "f16c", "rdrand",
 	// CPUID_8000_0001_ECX
 	"abm", "sse4a", "misalignsse", "3dnowprefetch", "xop", "fma4", "tbm",
@@ -48,6 +46,13 @@ var CRIUInstructionFlags = []string{
 	"avx512_4vnniw", "avx512_4fmaps",
 }
 
+// CRIUMaskPlatformFlags are in CRIU's instruction mask but are not
+// instructions user code can execute: monitor (MONITOR/MWAIT fault outside
+// ring 0) and rep_good (a kernel hint that REP MOVS is fast). A target
+// without them runs the process; only CRIU's optional --cpu-cap=ins
+// check refuses it.
+var CRIUMaskPlatformFlags = []string{"monitor", "rep_good"}
+
 // OtherInstructionFlags are instruction-set extensions that user code can
 // execute but CRIU's mask does not compare (it predates them). A process
 // that uses one dies with SIGILL on a target without it.
@@ -63,8 +68,9 @@ var OtherInstructionFlags = []string{
 }
 
 var (
-	criuIns  = setOf(CRIUInstructionFlags)
-	otherIns = setOf(OtherInstructionFlags)
+	criuIns      = setOf(CRIUInstructionFlags)
+	otherIns     = setOf(OtherInstructionFlags)
+	criuPlatform = setOf(CRIUMaskPlatformFlags)
 )
 
 func setOf(s []string) map[string]bool {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -302,4 +303,33 @@ func TestGatherSosLayout(t *testing.T) {
 	if r.Verdict != probe.VerdictUndecided || find(r, "criu.present") == nil {
 		t.Errorf("verdict %s: %v", r.Verdict, reduce(r))
 	}
+}
+
+// TestText locks the text forms of facts and of a check report.
+func TestText(t *testing.T) {
+	t.Parallel()
+	base := gatherDir(t, "vm-6.18", "")
+	noavx := gatherDir(t, "vm-6.18", "cpu-no-avx512")
+	var buf bytes.Buffer
+	if err := base.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "vm-6.18.txt", buf.Bytes())
+	buf.Reset()
+	if err := probe.Check(base, noavx, "").WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "check-vm-6.18-to-cpu-no-avx512.txt", buf.Bytes())
+	buf.Reset()
+	m := probe.Matrix(context.Background(), []probe.Probe{
+		{Spec: "a.json", Facts: func(context.Context) (*probe.Facts, error) { return base, nil }},
+		{Spec: "b.json", Facts: func(context.Context) (*probe.Facts, error) { return noavx, nil }},
+	}, "", time.Minute)
+	for i := range m.Hosts {
+		m.Hosts[i].Seconds = 0
+	}
+	if err := m.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "matrix.txt", buf.Bytes())
 }

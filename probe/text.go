@@ -86,8 +86,9 @@ func (f *Facts) WriteText(w io.Writer) error {
 	line("cgroups", val(KeyCgroups, fmt.Sprintf("%s; v1: %s; v2: %s", cg.Mode, list(cg.V1Controllers, 0), list(cg.V2Controllers, 0))))
 	line("lsm", val(KeyLSM, list(f.LSM.Modules, 0)))
 	line("network lock", val(KeyNetworkLock, fmt.Sprintf("iptables-restore: %s, nft: %s, kernel nf_tables: %s", orNone(f.NetworkLock.IptablesRestore), orNone(f.NetworkLock.Nft), orUnknown(f.NetworkLock.NFTablesKernel))))
+	line("runtimes", "")
 	for _, rp := range runtimeProbes {
-		line("  "+rp.name, runtimeEvidence(f, rp.name))
+		line("  "+rp.name, strings.TrimPrefix(runtimeEvidence(f, rp.name), rp.name+": "))
 	}
 	return tw.Flush()
 }
