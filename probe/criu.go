@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -51,19 +52,10 @@ func (g *gatherer) criu(ctx context.Context) {
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		g.kerndatCache(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		out, err := g.run(ctx, 0, argv0, "check")
-		if err != nil {
-			g.unknown(KeyCRIUCheck, err)
-			return
-		}
-		c.Check = ParseCRIUCheck(out.text, out.exitCode)
 	}()
 	go func() {
 		defer wg.Done()
@@ -102,7 +94,44 @@ func (g *gatherer) findCRIU(ctx context.Context) (criubin.Info, error) {
 	return criubin.Info{}, err
 }
 
+// criuFeatures runs `criu check` and every feature check, in one batch
+// where the host can run a shell script, else one command each.
 func (g *gatherer) criuFeatures(ctx context.Context, argv0 string) {
+	args := append([]string{argv0, strconv.Itoa(featureWorkers(g.f.CPU.Count))}, CRIUFeatures...)
+	res, err := g.runBatch(ctx, featureScript, args...)
+	if err == nil {
+		if out, ok := res[""]; ok {
+			g.f.CRIU.Check = ParseCRIUCheck(out.text, out.exitCode)
+		} else {
+			g.unknown(KeyCRIUCheck, errors.New("no `criu check` output in the batch"))
+		}
+		feats := map[string]string{}
+		for _, name := range CRIUFeatures {
+			if out, ok := res[name]; ok {
+				feats[name] = ParseFeatureOutput(name, out.text, out.exitCode)
+			}
+		}
+		if len(feats) != len(CRIUFeatures) {
+			g.unknown(KeyCRIUFeatures+".partial", fmt.Errorf("%d of %d features in the batch output", len(feats), len(CRIUFeatures)))
+		}
+		g.f.CRIU.Features = feats
+		return
+	}
+	if ctx.Err() != nil {
+		g.unknown(KeyCRIUCheck, ctx.Err())
+		g.unknown(KeyCRIUFeatures, ctx.Err())
+		return
+	}
+	out, err := g.run(ctx, 0, argv0, "check")
+	if err != nil {
+		g.unknown(KeyCRIUCheck, err)
+	} else {
+		g.f.CRIU.Check = ParseCRIUCheck(out.text, out.exitCode)
+	}
+	g.criuFeaturesOneByOne(ctx, argv0)
+}
+
+func (g *gatherer) criuFeaturesOneByOne(ctx context.Context, argv0 string) {
 	type result struct {
 		name, state string
 		err         error

@@ -24,7 +24,8 @@ type Options struct {
 	// CommandTimeout bounds each command the probe runs; 0 means 10 s.
 	// Daemon queries use at most 3 s of it.
 	CommandTimeout time.Duration
-	// Parallel bounds how many commands run at once (0: 16).
+	// Parallel bounds how many commands run at once (0: 8, below sshd's
+	// default MaxSessions of 10).
 	Parallel int
 }
 
@@ -36,7 +37,7 @@ func Gather(ctx context.Context, h host.Host, opt Options) (*Facts, error) {
 		opt.CommandTimeout = 10 * time.Second
 	}
 	if opt.Parallel <= 0 {
-		opt.Parallel = 16
+		opt.Parallel = 8
 	}
 	g := &gatherer{h: h, opt: opt, sem: make(chan struct{}, opt.Parallel)}
 	g.f = &Facts{
@@ -51,9 +52,21 @@ func Gather(ctx context.Context, h host.Host, opt Options) (*Facts, error) {
 
 	// cpuinfo and the kernel config feed several sections: read them
 	// first (both are quick file reads).
-	cpuinfo, cpuErr := g.read(ctx, "/proc/cpuinfo")
-	g.cpu(cpuinfo, cpuErr)
-	g.kernelConfig(ctx)
+	var cpuinfo []byte
+	var cpuErr error
+	var pre sync.WaitGroup
+	pre.Add(2)
+	go func() {
+		defer pre.Done()
+		cpuinfo, cpuErr = g.read(ctx, "/proc/cpuinfo")
+		g.cpu(cpuinfo, cpuErr)
+		g.kernelConfig(ctx)
+	}()
+	go func() {
+		defer pre.Done()
+		g.findPrograms(ctx)
+	}()
+	pre.Wait()
 
 	var wg sync.WaitGroup
 	for _, fn := range []func(context.Context){
@@ -87,6 +100,10 @@ type gatherer struct {
 
 	mu sync.Mutex // guards f.Unknown and f.Runtimes
 	f  *Facts
+
+	// programs maps a program name to its path ("" when missing), when
+	// findPrograms could ask the host in one command.
+	programs map[string]string
 }
 
 func (g *gatherer) unknown(key string, err error) {

@@ -107,6 +107,12 @@ var errProgramMissing = errors.New("program not installed")
 // and returns what answered. A program found nowhere is errProgramMissing;
 // a host where nothing can run is another error.
 func (g *gatherer) lookProgram(ctx context.Context, name string, args ...string) (string, error) {
+	if path, ok := g.programs[name]; ok {
+		if path == "" {
+			return "", errProgramMissing
+		}
+		return path, nil
+	}
 	if pf, ok := localPathFinder(g.h); ok {
 		// No process needed to learn that a program is missing; the
 		// sbin directories are searched too, as a root shell would.

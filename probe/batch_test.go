@@ -1,0 +1,78 @@
+package probe
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ferry-migrate/ferry/internal/host"
+	"github.com/ferry-migrate/ferry/internal/testenv"
+)
+
+// TestFeatureBatch checks that the one-command batch and one command per
+// feature agree, with a CRIU path a shell would split and expand: the
+// path reaches CRIU as data, never as script text.
+func TestFeatureBatch(t *testing.T) {
+	testenv.RequireRoot(t)
+	info := testenv.CRIU(t)
+	dir := filepath.Join(t.TempDir(), `it's a $(dir) "x"`)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	criu := filepath.Join(dir, "criu")
+	if err := os.Symlink(info.Path, criu); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	newG := func() *gatherer {
+		return &gatherer{h: host.Local{}, opt: Options{CommandTimeout: 30e9}, sem: make(chan struct{}, 8), f: &Facts{Unknown: map[string]string{}}}
+	}
+	batch := newG()
+	res, err := batch.runBatch(ctx, featureScript, append([]string{criu, "3"}, CRIUFeatures...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != len(CRIUFeatures)+1 {
+		t.Fatalf("%d results, want %d", len(res), len(CRIUFeatures)+1)
+	}
+	batch.criuFeatures(ctx, criu)
+	one := newG()
+	one.criuFeaturesOneByOne(ctx, criu)
+	if diff := cmp.Diff(one.f.CRIU.Features, batch.f.CRIU.Features); diff != "" {
+		t.Errorf("batch and one-by-one differ (-one +batch):\n%s", diff)
+	}
+	if batch.f.CRIU.Check.Verdict == "" || len(batch.f.Unknown) > 0 {
+		t.Errorf("check %+v, unknown %v", batch.f.CRIU.Check, batch.f.Unknown)
+	}
+
+	progs := newG()
+	res, err = progs.runBatch(ctx, programScript, "sh", "no-such-program-ferry", "nft; echo pwned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]output{
+		"sh":                    {text: "/usr/bin/sh", exitCode: 0},
+		"no-such-program-ferry": {text: "", exitCode: 1},
+	}
+	got := map[string]output{"sh": res["sh"], "no-such-program-ferry": res["no-such-program-ferry"]}
+	if p, _ := os.Readlink("/bin"); p == "usr/bin" || p == "/usr/bin" {
+		// merged /usr: command -v may say either
+		if got["sh"].text == "/bin/sh" {
+			want["sh"] = output{text: "/bin/sh"}
+		}
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(output{})); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if out, ok := res["nft; echo pwned"]; !ok || out.exitCode != 1 {
+		t.Errorf("a name with shell syntax: %+v, %v (results %v)", out, ok, res)
+	}
+	for name, out := range res {
+		if out.text == "pwned" {
+			t.Errorf("%s: the shell ran data", name)
+		}
+	}
+}
