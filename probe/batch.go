@@ -2,8 +2,10 @@ package probe
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strconv"
 	"strings"
 
@@ -16,12 +18,15 @@ import (
 // constants; every piece of data (the CRIU path, names) is a positional
 // parameter, never part of the script text.
 
-// featureScript runs `criu check` and `criu check --feature NAME` for every
-// NAME, in $2 parallel workers, then prints each output after a marker line
-// "@@ferry NAME EXITCODE" (NAME is empty for the plain check).
+// featureScript runs `criu check`, `criu cpuinfo dump` and `criu check
+// --feature NAME` for every NAME, in $2 parallel workers, then prints each
+// output after a marker line "@@ferry NAME EXITCODE" (NAME is empty for the
+// plain check; "=cpuinfo.img" is the image in base64, or the dump's output
+// when it failed).
 const featureScript = `criu=$1; k=$2; shift 2
 d=$(mktemp -d /tmp/ferry-features.XXXXXX) || exit 125
 ( "$criu" check >"$d/=check" 2>&1; echo $? >"$d/=check.rc" ) &
+( mkdir "$d/=img" && "$criu" cpuinfo dump -D "$d/=img" >"$d/=dump" 2>&1; echo $? >"$d/=dump.rc" ) &
 j=0
 while [ "$j" -lt "$k" ]; do
 	(
@@ -39,6 +44,14 @@ done
 wait
 printf '@@ferry %s %s\n' "" "$(cat "$d/=check.rc")"
 cat "$d/=check"
+rc=$(cat "$d/=dump.rc")
+if [ "$rc" = 0 ] && command -v base64 >/dev/null; then
+	printf '@@ferry %s %s\n' =cpuinfo.img 0
+	base64 <"$d/=img/cpuinfo.img" || printf '\n@@ferry %s %s\n' =cpuinfo.img 1
+else
+	printf '@@ferry %s %s\n' =cpuinfo.img "$rc"
+	cat "$d/=dump"
+fi
 for f do
 	printf '@@ferry %s %s\n' "$f" "$(cat "$d/$f.rc")"
 	cat "$d/$f"
@@ -76,7 +89,8 @@ func (g *gatherer) runBatch(ctx context.Context, script string, args ...string) 
 			res[name] = output{text: strings.Join(cur, "\n"), exitCode: code}
 		}
 	}
-	for _, line := range strings.Split(out.text, "\n") {
+	// stdout only: the shell's own complaints go to stderr.
+	for _, line := range strings.Split(out.stdout, "\n") {
 		rest, ok := strings.CutPrefix(line, batchMarker)
 		if !ok {
 			cur = append(cur, line)
@@ -142,4 +156,62 @@ func (g *gatherer) findPrograms(ctx context.Context) {
 			g.programs[name] = ""
 		}
 	}
+}
+
+// fileScript prints files in base64 after "@@ferry PATH 0", or
+// "@@ferry PATH 2" for a missing file and "@@ferry PATH 13" for an
+// unreadable one.
+const fileScript = `command -v base64 >/dev/null || exit 125
+for f do
+	if [ ! -e "$f" ]; then
+		printf '@@ferry %s 2\n' "$f"
+	elif b=$( { base64 <"$f"; } 2>/dev/null); then
+		printf '@@ferry %s 0\n%s\n' "$f" "$b"
+	else
+		printf '@@ferry %s 13\n' "$f"
+	fi
+done
+`
+
+// prefetchFiles are the small files every probe reads.
+var prefetchFiles = []string{
+	"/proc/version", "/proc/cpuinfo", "/proc/config.gz", "/proc/filesystems", "/proc/self/mountinfo",
+	"/proc/sys/kernel/osrelease", "/proc/sys/kernel/arch", "/proc/sys/kernel/hostname",
+	"/proc/1/environ", "/proc/1/cgroup", "/sys/kernel/security/lsm",
+	"/sys/class/dmi/id/sys_vendor", "/sys/class/dmi/id/product_name", "/sys/class/dmi/id/bios_vendor",
+	"/.dockerenv", "/run/.containerenv", kerndatCacheFile, kerndatCacheTmp,
+}
+
+type fileResult struct {
+	data []byte
+	err  error
+}
+
+// prefetch reads prefetchFiles in one command on hosts whose files are
+// not local (ssh); g.read and g.exists then answer from memory.
+func (g *gatherer) prefetch(ctx context.Context) {
+	switch g.h.(type) {
+	case host.Local, *host.Local, *host.Netns, *host.Dir:
+		return
+	}
+	res, err := g.runBatch(ctx, fileScript, prefetchFiles...)
+	if err != nil {
+		return // each file is read on its own
+	}
+	files := map[string]fileResult{}
+	for name, out := range res {
+		switch out.exitCode {
+		case 0:
+			b, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(out.text), ""))
+			if err != nil {
+				continue
+			}
+			files[name] = fileResult{data: b}
+		case 2:
+			files[name] = fileResult{err: fmt.Errorf("%s: open %s: %w", g.h.Name(), name, fs.ErrNotExist)}
+		case 13:
+			files[name] = fileResult{err: fmt.Errorf("%s: open %s: %w", g.h.Name(), name, fs.ErrPermission)}
+		}
+	}
+	g.files = files
 }

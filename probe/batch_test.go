@@ -2,6 +2,8 @@ package probe
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,10 +37,12 @@ func TestFeatureBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != len(CRIUFeatures)+1 {
-		t.Fatalf("%d results, want %d", len(res), len(CRIUFeatures)+1)
+	if len(res) != len(CRIUFeatures)+2 {
+		t.Fatalf("%d results, want %d", len(res), len(CRIUFeatures)+2)
 	}
-	batch.criuFeatures(ctx, criu)
+	if !batch.criuBatch(ctx, criu) {
+		t.Fatal("batch failed")
+	}
 	one := newG()
 	one.criuFeaturesOneByOne(ctx, criu)
 	if diff := cmp.Diff(one.f.CRIU.Features, batch.f.CRIU.Features); diff != "" {
@@ -46,6 +50,13 @@ func TestFeatureBatch(t *testing.T) {
 	}
 	if batch.f.CRIU.Check.Verdict == "" || len(batch.f.Unknown) > 0 {
 		t.Errorf("check %+v, unknown %v", batch.f.CRIU.Check, batch.f.Unknown)
+	}
+	x, err := one.xsave(ctx, criu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x != batch.f.CPU.XSave {
+		t.Errorf("xsave one by one %+v, batch %+v", x, batch.f.CPU.XSave)
 	}
 
 	progs := newG()
@@ -73,6 +84,34 @@ func TestFeatureBatch(t *testing.T) {
 	for name, out := range res {
 		if out.text == "pwned" {
 			t.Errorf("%s: the shell ran data", name)
+		}
+	}
+}
+
+// sshLike is the local machine seen as a host without a local filesystem,
+// so that the probe takes the paths it takes for ssh hosts.
+type sshLike struct{ host.Local }
+
+func TestPrefetch(t *testing.T) {
+	t.Parallel()
+	g := &gatherer{h: sshLike{}, opt: Options{CommandTimeout: 30e9}, sem: make(chan struct{}, 8), f: &Facts{Unknown: map[string]string{}}}
+	g.prefetch(context.Background())
+	if len(g.files) != len(prefetchFiles) {
+		t.Fatalf("%d files prefetched, want %d", len(g.files), len(prefetchFiles))
+	}
+	for _, p := range []string{"/proc/version", "/proc/config.gz", "/proc/sys/kernel/osrelease"} {
+		want, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		got, err := g.read(context.Background(), p)
+		if err != nil || !cmp.Equal(want, got) {
+			t.Errorf("%s: %d bytes, %v; want %d bytes", p, len(got), err, len(want))
+		}
+	}
+	if _, err := os.Stat("/run/.containerenv"); err != nil {
+		if ok, err := g.exists(context.Background(), "/run/.containerenv"); ok || !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("missing file: %v, %v", ok, err)
 		}
 	}
 }

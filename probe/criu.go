@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -52,23 +53,45 @@ func (g *gatherer) criu(ctx context.Context) {
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		g.kerndatCache(ctx)
 	}()
 	go func() {
 		defer wg.Done()
-		x, err := g.xsave(ctx, argv0)
-		if err != nil {
-			g.unknown(KeyXSave, err)
+		if g.criuBatch(ctx, argv0) {
 			return
 		}
-		g.f.CPU.XSave = x
-	}()
-	go func() {
-		defer wg.Done()
-		g.criuFeatures(ctx, argv0)
+		if ctx.Err() != nil {
+			for _, k := range []string{KeyCRIUCheck, KeyCRIUFeatures, KeyXSave} {
+				g.unknown(k, ctx.Err())
+			}
+			return
+		}
+		// One command each: captured hosts, hosts without sh.
+		var one sync.WaitGroup
+		one.Add(2)
+		go func() {
+			defer one.Done()
+			x, err := g.xsave(ctx, argv0)
+			if err != nil {
+				g.unknown(KeyXSave, err)
+				return
+			}
+			g.f.CPU.XSave = x
+		}()
+		go func() {
+			defer one.Done()
+			out, err := g.run(ctx, 0, argv0, "check")
+			if err != nil {
+				g.unknown(KeyCRIUCheck, err)
+			} else {
+				g.f.CRIU.Check = ParseCRIUCheck(out.text, out.exitCode)
+			}
+			g.criuFeaturesOneByOne(ctx, argv0)
+		}()
+		one.Wait()
 	}()
 	wg.Wait()
 }
@@ -94,41 +117,51 @@ func (g *gatherer) findCRIU(ctx context.Context) (criubin.Info, error) {
 	return criubin.Info{}, err
 }
 
-// criuFeatures runs `criu check` and every feature check, in one batch
-// where the host can run a shell script, else one command each.
-func (g *gatherer) criuFeatures(ctx context.Context, argv0 string) {
+// criuBatch runs `criu check`, `criu cpuinfo dump` and every feature
+// check in one command. It reports false when the host cannot run the
+// batch (captured hosts, no sh), and the caller runs them one by one.
+func (g *gatherer) criuBatch(ctx context.Context, argv0 string) bool {
 	args := append([]string{argv0, strconv.Itoa(featureWorkers(g.f.CPU.Count))}, CRIUFeatures...)
 	res, err := g.runBatch(ctx, featureScript, args...)
-	if err == nil {
-		if out, ok := res[""]; ok {
-			g.f.CRIU.Check = ParseCRIUCheck(out.text, out.exitCode)
-		} else {
-			g.unknown(KeyCRIUCheck, errors.New("no `criu check` output in the batch"))
-		}
-		feats := map[string]string{}
-		for _, name := range CRIUFeatures {
-			if out, ok := res[name]; ok {
-				feats[name] = ParseFeatureOutput(name, out.text, out.exitCode)
-			}
-		}
-		if len(feats) != len(CRIUFeatures) {
-			g.unknown(KeyCRIUFeatures+".partial", fmt.Errorf("%d of %d features in the batch output", len(feats), len(CRIUFeatures)))
-		}
-		g.f.CRIU.Features = feats
-		return
-	}
-	if ctx.Err() != nil {
-		g.unknown(KeyCRIUCheck, ctx.Err())
-		g.unknown(KeyCRIUFeatures, ctx.Err())
-		return
-	}
-	out, err := g.run(ctx, 0, argv0, "check")
 	if err != nil {
-		g.unknown(KeyCRIUCheck, err)
-	} else {
-		g.f.CRIU.Check = ParseCRIUCheck(out.text, out.exitCode)
+		return false
 	}
-	g.criuFeaturesOneByOne(ctx, argv0)
+	if out, ok := res[""]; ok {
+		g.f.CRIU.Check = ParseCRIUCheck(out.text, out.exitCode)
+	} else {
+		g.unknown(KeyCRIUCheck, errors.New("no `criu check` output in the batch"))
+	}
+	feats := map[string]string{}
+	for _, name := range CRIUFeatures {
+		if out, ok := res[name]; ok {
+			feats[name] = ParseFeatureOutput(name, out.text, out.exitCode)
+		}
+	}
+	if len(feats) != len(CRIUFeatures) {
+		g.unknown(KeyCRIUFeatures+".partial", fmt.Errorf("%d of %d features in the batch output", len(feats), len(CRIUFeatures)))
+	}
+	g.f.CRIU.Features = feats
+	out, ok := res["=cpuinfo.img"]
+	switch {
+	case !ok:
+		g.unknown(KeyXSave, errors.New("no cpuinfo image in the batch output"))
+	case out.exitCode != 0:
+		g.unknown(KeyXSave, fmt.Errorf("criu cpuinfo dump exited with code %d: %s", out.exitCode, lastLine(out.text)))
+	default:
+		img, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(out.text), ""))
+		if err != nil {
+			g.unknown(KeyXSave, fmt.Errorf("cpuinfo image: %w", err))
+			break
+		}
+		x, err := DecodeCPUInfoImage(img)
+		if err != nil {
+			g.unknown(KeyXSave, err)
+			break
+		}
+		x.Source = "criu cpuinfo dump"
+		g.f.CPU.XSave = x
+	}
+	return true
 }
 
 func (g *gatherer) criuFeaturesOneByOne(ctx context.Context, argv0 string) {

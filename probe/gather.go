@@ -46,6 +46,7 @@ func Gather(ctx context.Context, h host.Host, opt Options) (*Facts, error) {
 		Runtimes: map[string]Runtime{},
 		Unknown:  map[string]string{},
 	}
+	g.prefetch(ctx)
 	if err := g.reachable(ctx); err != nil {
 		return nil, err
 	}
@@ -104,6 +105,8 @@ type gatherer struct {
 	// programs maps a program name to its path ("" when missing), when
 	// findPrograms could ask the host in one command.
 	programs map[string]string
+	// files holds what prefetch read in one command.
+	files map[string]fileResult
 }
 
 func (g *gatherer) unknown(key string, err error) {
@@ -147,13 +150,34 @@ func (e *notCapturedError) Hint() string {
 	return "point --root at the top of an unpacked ferry bundle, sos report or disk image (the directory holding proc/ and sys/)"
 }
 
+// read reads a whole file; it counts against Options.Parallel, since on
+// ssh hosts a read is a command too.
 func (g *gatherer) read(ctx context.Context, p string) ([]byte, error) {
+	if r, ok := g.files[p]; ok {
+		return r.data, r.err
+	}
+	if err := g.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer g.release()
 	return host.ReadFile(ctx, g.h, p, 0)
 }
+
+func (g *gatherer) acquire(ctx context.Context) error {
+	select {
+	case g.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *gatherer) release() { <-g.sem }
 
 // output is a command's stdout followed by its stderr.
 type output struct {
 	text     string
+	stdout   string
 	exitCode int  // -1 when unknown (captured output)
 	captured bool // read from a captured host's files
 }
@@ -166,13 +190,11 @@ func (g *gatherer) run(ctx context.Context, timeout time.Duration, argv ...strin
 	if timeout <= 0 || timeout > g.opt.CommandTimeout {
 		timeout = g.opt.CommandTimeout
 	}
-	select {
-	case g.sem <- struct{}{}:
-	case <-ctx.Done():
-		return output{}, ctx.Err()
+	if err := g.acquire(ctx); err != nil {
+		return output{}, err
 	}
 	res, err := g.h.Run(ctx, argv, host.RunOptions{Timeout: timeout})
-	<-g.sem
+	g.release()
 	if errors.Is(err, host.ErrReadOnly) {
 		return g.captured(argv)
 	}
@@ -183,12 +205,12 @@ func (g *gatherer) run(ctx context.Context, timeout time.Duration, argv ...strin
 		return output{}, fmt.Errorf("%w: %w", host.ErrNotFound, err)
 	}
 	if errors.As(err, &cerr) && res != nil && cerr.ExitCode > 0 && !cerr.TimedOut && !errors.Is(err, host.ErrNotFound) {
-		return output{text: string(res.Stdout) + string(res.Stderr), exitCode: res.ExitCode}, nil
+		return output{text: string(res.Stdout) + string(res.Stderr), stdout: string(res.Stdout), exitCode: res.ExitCode}, nil
 	}
 	if err != nil {
 		return output{}, err
 	}
-	return output{text: string(res.Stdout) + string(res.Stderr), exitCode: res.ExitCode}, nil
+	return output{text: string(res.Stdout) + string(res.Stderr), stdout: string(res.Stdout), exitCode: res.ExitCode}, nil
 }
 
 // ErrNotCaptured says that a read-only host holds no output of a command.
@@ -219,7 +241,7 @@ func (g *gatherer) captured(argv []string) (output, error) {
 		if first := firstLineOf(text); strings.Contains(first, "failed to run command") || strings.Contains(first, "command not found") {
 			return output{}, fmt.Errorf("%s: captured %s: %w: %s", g.h.Name(), name, host.ErrNotFound, strings.TrimSpace(first))
 		}
-		return output{text: text, exitCode: -1, captured: true}, nil
+		return output{text: text, stdout: text, exitCode: -1, captured: true}, nil
 	}
 	return output{}, fmt.Errorf("captured host holds no output of %q (looked for commands/%s and sos_commands/*/%s): %w", host.Quote(argv), name, name, ErrNotCaptured)
 }

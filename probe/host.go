@@ -256,6 +256,13 @@ func (g *gatherer) virtualization(ctx context.Context, cpuinfoText []byte) {
 }
 
 func (g *gatherer) exists(ctx context.Context, p string) (bool, error) {
+	if r, ok := g.files[p]; ok {
+		return r.err == nil, r.err
+	}
+	if err := g.acquire(ctx); err != nil {
+		return false, err
+	}
+	defer g.release()
 	rc, err := g.h.Open(ctx, p)
 	if err != nil {
 		return false, err
