@@ -148,11 +148,12 @@ func (g *gatherer) lookProgram(ctx context.Context, name string, args ...string)
 // share it).
 func localPathFinder(h host.Host) (host.PathFinder, bool) {
 	switch h.(type) {
-	case *host.Netns:
+	case host.Local, *host.Local, *host.Netns:
 		return host.Local{}, true
 	}
-	pf, ok := h.(host.PathFinder)
-	return pf, ok
+	// Other hosts' LookPath (ssh) costs a command per name: findPrograms
+	// asks for all of them in one.
+	return nil, false
 }
 
 func isMissingProgram(err error) bool {
