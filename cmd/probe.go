@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -129,6 +130,10 @@ func (s factsSource) facts(ctx context.Context, spec string, timeout time.Durati
 	h, err := s.hostSpec(spec)
 	if err != nil {
 		return nil, err
+	}
+	if c, ok := h.(io.Closer); ok {
+		// An ssh host keeps a master connection until closed.
+		defer c.Close()
 	}
 	opt := probe.Options{}
 	switch h.(type) {
