@@ -12,7 +12,6 @@ import (
 	"sync"
 
 	"github.com/ferry-migrate/ferry/internal/criubin"
-	"github.com/ferry-migrate/ferry/internal/host"
 )
 
 // CRIUFeatures are the `criu check --feature` names of CRIU 4.x (4.2.1's
@@ -275,7 +274,7 @@ const (
 )
 
 func (g *gatherer) kerndatCache(ctx context.Context) {
-	if _, ok := g.h.(*host.Dir); ok {
+	if g.readOnly.Load() {
 		g.unknown(KeyKerndatCache, errors.New("not captured (/run is not part of a capture)"))
 		return
 	}

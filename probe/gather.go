@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferry-migrate/ferry/internal/host"
@@ -45,6 +46,9 @@ func Gather(ctx context.Context, h host.Host, opt Options) (*Facts, error) {
 		Host:     h.Name(),
 		Runtimes: map[string]Runtime{},
 		Unknown:  map[string]string{},
+	}
+	if _, ok := h.(*host.Dir); ok {
+		g.readOnly.Store(true)
 	}
 	g.prefetch(ctx)
 	if err := g.reachable(ctx); err != nil {
@@ -107,6 +111,9 @@ type gatherer struct {
 	programs map[string]string
 	// files holds what prefetch read in one command.
 	files map[string]fileResult
+	// readOnly is set once the host refused to run a command
+	// (host.ErrReadOnly: a captured directory or bundle).
+	readOnly atomic.Bool
 }
 
 func (g *gatherer) unknown(key string, err error) {
@@ -196,6 +203,7 @@ func (g *gatherer) run(ctx context.Context, timeout time.Duration, argv ...strin
 	res, err := g.h.Run(ctx, argv, host.RunOptions{Timeout: timeout})
 	g.release()
 	if errors.Is(err, host.ErrReadOnly) {
+		g.readOnly.Store(true)
 		return g.captured(argv)
 	}
 	var cerr *host.CommandError
