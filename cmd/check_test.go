@@ -335,3 +335,24 @@ func hasRow(out string, words ...string) bool {
 	}
 	return false
 }
+
+func TestIsFactsFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(content), 0o644)
+		return p
+	}
+	for p, want := range map[string]bool{
+		write("a.json", "garbage"):           true, // and then refused with a clear error
+		write("facts", "\n {\"schema\": 1}"): true,
+		write("b.tar.gz", "\x1f\x8b\x08"):    false,
+		dir:                                  false,
+		filepath.Join(dir, "missing.json"):   false,
+	} {
+		if got := isFactsFile(p); got != want {
+			t.Errorf("isFactsFile(%s) = %v", p, got)
+		}
+	}
+}

@@ -106,11 +106,25 @@ type factsSource struct {
 	criuPath string
 }
 
-// isFactsFile reports whether spec names a regular file (a saved facts
-// file) rather than a host or a directory.
+// isFactsFile reports whether spec names a saved facts file: a regular
+// file named *.json or starting with '{'. Other files (bug-report bundles,
+// *.tar.gz) are host specs.
 func isFactsFile(spec string) bool {
 	st, err := os.Stat(spec)
-	return err == nil && st.Mode().IsRegular()
+	if err != nil || !st.Mode().IsRegular() {
+		return false
+	}
+	if strings.HasSuffix(spec, ".json") {
+		return true
+	}
+	f, err := os.Open(spec)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var b [64]byte
+	n, _ := f.Read(b[:])
+	return strings.HasPrefix(strings.TrimSpace(string(b[:n])), "{")
 }
 
 func (s factsSource) facts(ctx context.Context, spec string, timeout time.Duration) (*probe.Facts, error) {
