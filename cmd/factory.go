@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/ferry-migrate/ferry/internal/exit"
 	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/internal/output"
+	"github.com/ferry-migrate/ferry/report/explain"
 )
 
 // IOStreams are the streams a command talks to. Tests use in-memory ones and
@@ -42,6 +44,10 @@ type Factory struct {
 	Getenv func(string) string
 	// Host resolves a host spec.
 	Host func(spec string) (host.Host, error)
+	// Lift picks the lines of a CRIU log that explain a failure.
+	Lift func(log string) []string
+	// Now is the clock.
+	Now func() time.Time
 
 	// Global flag values, valid once the root command parsed its flags.
 	outputFlag string
@@ -58,6 +64,8 @@ func NewFactory(streams *IOStreams) *Factory {
 		IO:     streams,
 		Getenv: os.Getenv,
 		Host:   resolveHost,
+		Now:    time.Now,
+		Lift:   explain.Lift,
 		Log:    slog.New(slog.DiscardHandler),
 	}
 }

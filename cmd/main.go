@@ -46,7 +46,7 @@ func classify(err error) error {
 		return err
 	}
 	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "flag needs an argument", "invalid argument"} {
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "flag needs an argument", "invalid argument", "required flag"} {
 		if strings.HasPrefix(msg, p) {
 			return exit.New(exit.Usage, err, "run 'ferry --help' for the commands and their flags")
 		}

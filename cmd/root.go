@@ -46,6 +46,12 @@ directory holding a captured host.`,
 		newVersionCmd(f, nil),
 		newProbeCmd(f, nil),
 		newCheckCmd(f, nil),
+		newCheckpointCmd(f, nil),
+		newRestoreCmd(f, nil),
+		newRunsCmd(f),
+		newExplainCmd(f, nil),
+		newTestbedCmd(f, nil),
+		newAgentCmd(f),
 	)
 	return root
 }

@@ -1,0 +1,96 @@
+package cmd
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-migrate/ferry/internal/exit"
+	"github.com/ferry-migrate/ferry/internal/host"
+	"github.com/ferry-migrate/ferry/internal/output"
+	"github.com/ferry-migrate/ferry/migrate"
+)
+
+// CheckpointOptions are the inputs of `ferry checkpoint`.
+type CheckpointOptions struct {
+	IO     *IOStreams
+	Format output.Format
+	Engine *migrate.Engine
+	Driver func(ctx context.Context) (migrate.Driver, error)
+	Host   host.Host
+
+	Target         string
+	Dir            string
+	LeaveRunning   bool
+	TCPEstablished bool
+	ShellJob       bool
+	NetworkLock    string
+}
+
+func newCheckpointCmd(f *Factory, runF func(context.Context, *CheckpointOptions) error) *cobra.Command {
+	opts := &CheckpointOptions{IO: f.IO}
+	c := &cobra.Command{
+		Use:   "checkpoint TARGET --dir DIR",
+		Short: "Checkpoint a workload into a directory of CRIU images",
+		Long: `Checkpoint a workload with CRIU into DIR. Every step is timed and written to a
+run journal with CRIU's log (verbosity 4); ` + "`ferry runs show ID`" + ` shows it again.
+
+TARGET is pid:N (the root of a process tree). The workload stops after a
+successful checkpoint unless --leave-running is given; a failed checkpoint
+leaves it running (CRIU resumes a tree it could not dump).`,
+		Example: `  ferry checkpoint pid:4242 --dir /var/tmp/ckpt
+  ferry checkpoint pid:4242 --dir /var/tmp/ckpt --leave-running --tcp-established
+  ferry checkpoint pid:4242 --dir /var/tmp/ckpt --output json`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, args []string) error {
+			opts.Target = args[0]
+			opts.Format = f.Output
+			opts.Host = host.Local{}
+			opts.Engine = &migrate.Engine{Store: f.runStore(), Command: os.Args, Now: f.Now}
+			opts.Driver = func(ctx context.Context) (migrate.Driver, error) { return f.criuDriver(ctx) }
+			if runF != nil {
+				return runF(c.Context(), opts)
+			}
+			return checkpointRun(c.Context(), opts)
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&opts.Dir, "dir", "", "directory for the CRIU images (created; must not hold a checkpoint)")
+	fl.BoolVar(&opts.LeaveRunning, "leave-running", false, "keep the workload running after the checkpoint")
+	fl.BoolVar(&opts.TCPEstablished, "tcp-established", false, "checkpoint established TCP connections")
+	fl.BoolVar(&opts.ShellJob, "shell-job", false, "allow a tree whose session leader is outside it (a job of a shell)")
+	fl.StringVar(&opts.NetworkLock, "network-lock", "nftables", "how CRIU locks the network: nftables, iptables or skip")
+	_ = c.MarkFlagRequired("dir")
+	return c
+}
+
+func checkpointRun(ctx context.Context, opts *CheckpointOptions) error {
+	t, err := migrate.ParseTarget(opts.Target)
+	if err != nil {
+		return exit.New(exit.Usage, err)
+	}
+	if t.Kind != migrate.KindPID {
+		return exit.Usagef("use pid:N; testbed, lxd and incus targets are checkpointed by ferry migrate and the runtime commands",
+			"checkpoint of %s targets is not supported yet", t.Kind)
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return exit.New(exit.Usage, err)
+	}
+	d, err := opts.Driver(ctx)
+	if err != nil {
+		return err
+	}
+	j, err := opts.Engine.Checkpoint(ctx, migrate.CheckpointOp{Driver: d, Host: opts.Host, Request: migrate.CheckpointRequest{
+		Target: t, ImagesDir: dir, LeaveRunning: opts.LeaveRunning, TCPEstablished: opts.TCPEstablished,
+		ShellJob: opts.ShellJob, NetworkLock: opts.NetworkLock,
+	}})
+	if j != nil {
+		if werr := output.Write(opts.IO.Out, opts.Format, j); werr != nil && err == nil {
+			return werr
+		}
+	}
+	return operationError(err)
+}
