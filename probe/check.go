@@ -389,6 +389,26 @@ var Rules = []Rule{
 				signs(p.src), signs(p.dst))
 		}
 	}},
+	{ID: "lsm.apparmor", Check: func(p *pair) {
+		if !p.src.Known(KeyLSM) || !p.dst.Known(KeyLSM) {
+			return
+		}
+		if contains(p.src.LSM.Modules, "apparmor") && !contains(p.dst.LSM.Modules, "apparmor") {
+			p.add(Blocker, "AppArmor is active on the source but not on the target: CRIU restores the workload's AppArmor profile and fails (\"apparmor LSM specified but apparmor not supported by kernel\")",
+				"enable AppArmor on the target, or start the workload unconfined on the source",
+				lsmEvidence(p.src), lsmEvidence(p.dst))
+		}
+	}},
+	{ID: "lsm.selinux", Check: func(p *pair) {
+		if !p.src.Known(KeyLSM) || !p.dst.Known(KeyLSM) || !p.dst.LSM.LSMFullList() {
+			return
+		}
+		if contains(p.src.LSM.Modules, "selinux") && !contains(p.dst.LSM.Modules, "selinux") {
+			p.add(Blocker, "SELinux is active on the source but not on the target: CRIU cannot restore the workload's SELinux contexts",
+				"enable SELinux on the target, or move between hosts with the same LSMs",
+				lsmEvidence(p.src), lsmEvidence(p.dst))
+		}
+	}},
 	{ID: "criu.present", Check: func(p *pair) {
 		for _, side := range []struct {
 			name string
@@ -719,4 +739,11 @@ func daemonClient(runtime string) string {
 		return "lxc"
 	}
 	return runtime
+}
+
+func lsmEvidence(f *Facts) string {
+	if !f.Known(KeyLSM) {
+		return "unknown: " + f.Why(KeyLSM)
+	}
+	return list(f.LSM.Modules, 0) + " (from " + f.LSM.Source + ")"
 }

@@ -175,6 +175,14 @@ func TestCheckRules(t *testing.T) {
 			dst: func(f *probe.Facts) { f.Filesystems.Supported = without(f.Filesystems.Supported, "fuse") }, rule: "fs.mounted-supported", sev: probe.Blocker, text: "fuse"},
 		{name: "nsfs is never in /proc/filesystems", src: func(f *probe.Facts) { f.Filesystems.Mounted = append(f.Filesystems.Mounted, "nsfs") },
 			rule: "fs.mounted-supported", sev: "", text: ""},
+		{name: "apparmor on source only", src: setLSM("sysfs", []string{"apparmor"}),
+			dst: setLSM("sysfs", []string{}), rule: "lsm.apparmor", sev: probe.Blocker, text: "apparmor LSM specified"},
+		{name: "apparmor on target only", dst: setLSM("sysfs", []string{"apparmor"}),
+			src: setLSM("sysfs", []string{}), rule: "lsm.apparmor", sev: "", text: ""},
+		{name: "selinux needs the target's full list", src: setLSM("/sys/kernel/security/lsm", []string{"selinux"}),
+			dst: setLSM("sysfs", []string{}), rule: "lsm.selinux", sev: "", text: ""},
+		{name: "selinux", src: setLSM("/sys/kernel/security/lsm", []string{"selinux"}),
+			dst: setLSM("/sys/kernel/security/lsm", []string{"lockdown", "capability"}), rule: "lsm.selinux", sev: probe.Blocker, text: "SELinux"},
 		{name: "no criu", dst: func(f *probe.Facts) { f.Unknown[probe.KeyCRIU] = "local: criu not found (looked for ...)" }, rule: "criu.present", sev: probe.Blocker, text: "target"},
 		{name: "criu min", src: func(f *probe.Facts) { f.CRIU.Version = "3.10.0" }, rule: "criu.min-version", sev: probe.Blocker, text: "3.10.0"},
 		{name: "criu target older", dst: func(f *probe.Facts) { f.CRIU.Version = "4.1.1" }, rule: "criu.target-older", sev: probe.Blocker, text: "4.1.1"},
@@ -342,5 +350,13 @@ func TestMatrix(t *testing.T) {
 	}
 	if len(m.Directions) > 0 && !strings.Contains(strings.Join(m.Directions[0].Blockers, " "), "avx512f") {
 		t.Errorf("a -> b blockers do not name the flag: %v", m.Directions[0].Blockers)
+	}
+}
+
+// setLSM sets a known LSM fact.
+func setLSM(source string, mods []string) func(*probe.Facts) {
+	return func(f *probe.Facts) {
+		f.LSM = probe.LSM{Modules: mods, Source: source}
+		delete(f.Unknown, probe.KeyLSM)
 	}
 }

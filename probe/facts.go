@@ -274,7 +274,16 @@ type Cgroups struct {
 // LSM lists the active Linux security modules.
 type LSM struct {
 	Modules []string `json:"modules"`
+	// Source is /sys/kernel/security/lsm (the full list), or "sysfs" when
+	// securityfs is not mounted: then only AppArmor (/sys/module/apparmor)
+	// and SELinux (/sys/fs/selinux) are looked for.
+	Source string `json:"source"`
 }
+
+// LSMFullList reports whether Modules is the kernel's whole list.
+func (l LSM) LSMFullList() bool { return l.Source == lsmFile }
+
+const lsmFile = "/sys/kernel/security/lsm"
 
 // NetworkLock says which of CRIU's network-lock backends can work.
 type NetworkLock struct {

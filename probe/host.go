@@ -62,12 +62,38 @@ func (g *gatherer) cgroups(ctx context.Context, mounts []Mount) {
 }
 
 func (g *gatherer) lsm(ctx context.Context) {
-	b, err := g.read(ctx, "/sys/kernel/security/lsm")
-	if err != nil {
-		g.unknown(KeyLSM, fmt.Errorf("/sys/kernel/security/lsm: %s (securityfs not mounted?)", shortErr(err)))
+	b, err := g.read(ctx, lsmFile)
+	if err == nil {
+		g.f.LSM = LSM{Modules: uniqSorted(strings.Split(strings.TrimSpace(string(b)), ",")), Source: lsmFile}
 		return
 	}
-	g.f.LSM.Modules = uniqSorted(strings.Split(strings.TrimSpace(string(b)), ","))
+	if !errors.Is(err, fs.ErrNotExist) {
+		g.unknown(KeyLSM, err)
+		return
+	}
+	// securityfs is not mounted: look for the two LSMs CRIU handles
+	// (criu/lsm.c) where sysfs shows them.
+	mods := []string{}
+	aa, aerr := g.read(ctx, "/sys/module/apparmor/parameters/enabled")
+	switch {
+	case aerr == nil && strings.TrimSpace(string(aa)) == "Y":
+		mods = append(mods, "apparmor")
+	case aerr != nil && !errors.Is(aerr, fs.ErrNotExist):
+		g.unknown(KeyLSM, fmt.Errorf("%s not there (securityfs not mounted) and /sys/module/apparmor unreadable: %w", lsmFile, aerr))
+		return
+	}
+	if ok, serr := g.exists(ctx, "/sys/fs/selinux/enforce"); ok {
+		mods = append(mods, "selinux")
+	} else if serr != nil && !errors.Is(serr, fs.ErrNotExist) {
+		g.unknown(KeyLSM, serr)
+		return
+	}
+	if g.readOnly.Load() && len(mods) == 0 {
+		// A capture without securityfs and sysfs says nothing.
+		g.unknown(KeyLSM, fmt.Errorf("%s not captured", lsmFile))
+		return
+	}
+	g.f.LSM = LSM{Modules: mods, Source: "sysfs"}
 }
 
 // networkLock looks for the programs CRIU's network lock runs.

@@ -22,7 +22,7 @@ func TestGatherLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{probe.KeyKernelRelease, probe.KeyKernelArch, probe.KeyPageSize, probe.KeyCPU, probe.KeyCRIU, probe.KeyCRIUCheck, probe.KeyCRIUFeatures, probe.KeyFSMounted, probe.KeyFSSupported, probe.KeySyscalls, probe.KeyXSave} {
+	for _, key := range []string{probe.KeyKernelRelease, probe.KeyKernelArch, probe.KeyPageSize, probe.KeyCPU, probe.KeyCRIU, probe.KeyCRIUCheck, probe.KeyCRIUFeatures, probe.KeyFSMounted, probe.KeyFSSupported, probe.KeySyscalls, probe.KeyXSave, probe.KeyLSM, probe.KeyKerndatCache} {
 		if !f.Known(key) {
 			t.Errorf("%s unknown on the live host: %s", key, f.Why(key))
 		}

@@ -84,7 +84,7 @@ func (f *Facts) WriteText(w io.Writer) error {
 	line("virtualization", val(KeyVirtualization, virt))
 	cg := f.Cgroups
 	line("cgroups", val(KeyCgroups, fmt.Sprintf("%s; v1: %s; v2: %s", cg.Mode, list(cg.V1Controllers, 0), list(cg.V2Controllers, 0))))
-	line("lsm", val(KeyLSM, list(f.LSM.Modules, 0)))
+	line("lsm", val(KeyLSM, lsmEvidence(f)))
 	line("network lock", val(KeyNetworkLock, fmt.Sprintf("iptables-restore: %s, nft: %s, kernel nf_tables: %s", orNone(f.NetworkLock.IptablesRestore), orNone(f.NetworkLock.Nft), orUnknown(f.NetworkLock.NFTablesKernel))))
 	line("runtimes", "")
 	for _, rp := range runtimeProbes {
