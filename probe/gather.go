@@ -138,6 +138,10 @@ func (g *gatherer) reachable(ctx context.Context) error {
 				return nil
 			}
 		}
+		// A mounted disk image has no /proc, but its kernel configs.
+		if m, _ := filepath.Glob(filepath.Join(d.Root, "boot", "config-*")); len(m) > 0 {
+			return nil
+		}
 		return &notCapturedError{root: d.Root}
 	}
 	// Every Linux host has /proc/version: failing to read it means the
@@ -151,7 +155,7 @@ func (g *gatherer) reachable(ctx context.Context) error {
 type notCapturedError struct{ root string }
 
 func (e *notCapturedError) Error() string {
-	return fmt.Sprintf("probe dir:%s: no captured host there (no proc/cpuinfo, proc/version, proc/sys/kernel/osrelease or proc/filesystems)", e.root)
+	return fmt.Sprintf("probe dir:%s: no captured host there (no proc/cpuinfo, proc/version, proc/sys/kernel/osrelease, proc/filesystems or boot/config-*)", e.root)
 }
 func (e *notCapturedError) Hint() string {
 	return "point --root at the top of an unpacked ferry bundle, sos report or disk image (the directory holding proc/ and sys/)"

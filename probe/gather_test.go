@@ -333,3 +333,39 @@ func TestText(t *testing.T) {
 	}
 	golden(t, "matrix.txt", buf.Bytes())
 }
+
+// TestGatherDiskImage reads a root filesystem without /proc (a mounted disk
+// image): the kernel and its configuration come from /boot, the rest is
+// unknown, nothing is guessed.
+func TestGatherDiskImage(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	cfg := probetest.Compose(t, "vm-6.18", "older-kernel")
+	b, err := os.ReadFile(filepath.Join(cfg, "boot", "config-5.10.0-28-amd64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(root, "boot"), 0o755)
+	os.WriteFile(filepath.Join(root, "boot", "config-5.10.0-28-amd64"), b, 0o644)
+	f, err := probe.Gather(context.Background(), &host.Dir{Root: root}, probe.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Kernel.Release != "5.10.0-28-amd64" || f.Kernel.ConfigSource != "/boot/config-5.10.0-28-amd64" || f.Kernel.Config["MEM_SOFT_DIRTY"] != "y" {
+		t.Errorf("kernel %q from %q", f.Kernel.Release, f.Kernel.ConfigSource)
+	}
+	for _, key := range []string{probe.KeyCPU, probe.KeySyscalls, probe.KeyFSMounted, probe.KeyCRIU, probe.KeyKernelArch} {
+		if f.Known(key) {
+			t.Errorf("%s known in a bare disk image", key)
+		}
+	}
+	// Two kernels installed: which one runs is unknown.
+	os.WriteFile(filepath.Join(root, "boot", "config-6.1.0-13-amd64"), b, 0o644)
+	f, err = probe.Gather(context.Background(), &host.Dir{Root: root}, probe.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Known(probe.KeyKernelRelease) {
+		t.Errorf("release %q chosen among two kernels", f.Kernel.Release)
+	}
+}

@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/ferry-migrate/ferry/internal/host"
 )
 
 // ConfigOptions are the kernel options that matter for checkpoint/restore,
@@ -43,6 +46,9 @@ func (g *gatherer) kernel(ctx context.Context) {
 		}
 	} else {
 		g.unknown("kernel.version_string", err)
+	}
+	if k.Release == "" {
+		k.Release = g.imageRelease()
 	}
 	if k.Release == "" {
 		g.unknown(KeyKernelRelease, errors.New("neither /proc/sys/kernel/osrelease, /proc/version nor uname -r could be read"))
@@ -152,6 +158,8 @@ func (g *gatherer) kernelConfig(ctx context.Context) {
 	if rel == "" {
 		if b, err := g.read(ctx, "/proc/sys/kernel/osrelease"); err == nil {
 			rel = strings.TrimSpace(string(b))
+		} else {
+			rel = g.imageRelease()
 		}
 	}
 	if rel != "" {
@@ -207,4 +215,19 @@ func ParseConfig(b []byte) map[string]string {
 		}
 	}
 	return cfg
+}
+
+// imageRelease is the kernel release of a captured host without /proc (a
+// mounted disk image): the one /boot/config-RELEASE there. With several
+// kernels installed which one runs is unknown.
+func (g *gatherer) imageRelease() string {
+	d, ok := g.h.(*host.Dir)
+	if !ok {
+		return ""
+	}
+	m, _ := filepath.Glob(filepath.Join(d.Root, "boot", "config-*"))
+	if len(m) != 1 {
+		return ""
+	}
+	return strings.TrimPrefix(filepath.Base(m[0]), "config-")
 }
