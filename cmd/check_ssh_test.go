@@ -1,6 +1,9 @@
 package cmd
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -40,6 +43,13 @@ func TestCheckSSH(t *testing.T) {
 	code, out, errOut = runWith(t, hostFn, "check", "--matrix", d.Spec, noAVX)
 	if code != exit.OK || !hasRow(out, d.Spec, noAVX, "incompatible", "cpu.instruction-flags:") || !hasRow(out, noAVX, d.Spec, "compatible") {
 		t.Errorf("matrix: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// An Ansible inventory naming this sshd and localhost.
+	inv := filepath.Join(t.TempDir(), "hosts.ini")
+	os.WriteFile(inv, []byte(fmt.Sprintf("localhost ansible_connection=local\n[db]\ndb1 ansible_host=127.0.0.1 ansible_port=%d ansible_user=%s\n", d.Port, d.Target.User)), 0o644)
+	code, out, errOut = runWith(t, hostFn, "check", "--inventory", inv)
+	if code != exit.OK || !hasRow(out, "local", d.Spec, "compatible") || !hasRow(out, d.Spec, "local", "compatible") {
+		t.Errorf("inventory: exit %d\n%s\n%s", code, out, errOut)
 	}
 	// A port nobody listens on: exit 1 with ssh's reason, quickly.
 	dead := "ssh://" + d.Target.User + "@127.0.0.1:1"
