@@ -25,6 +25,7 @@ import (
 // when it failed).
 const featureScript = `criu=$1; k=$2; shift 2
 d=$(mktemp -d /tmp/ferry-features.XXXXXX) || exit 125
+printf '@@ferry-dir %s\n' "$d"
 ( "$criu" check >"$d/=check" 2>&1; echo $? >"$d/=check.rc" ) &
 ( mkdir "$d/=img" && "$criu" cpuinfo dump -D "$d/=img" >"$d/=dump" 2>&1; echo $? >"$d/=dump.rc" ) &
 j=0
@@ -67,14 +68,36 @@ func featureWorkers(cpus int) int {
 	return min(max(4*cpus, 4), 16)
 }
 
-const batchMarker = "@@ferry "
+const (
+	batchMarker    = "@@ferry "
+	batchDirMarker = "@@ferry-dir "
+)
+
+// removeBatchDir removes the temporary directory a killed batch announced
+// on its first line, with a context of its own: the probe's may be done.
+func (g *gatherer) removeBatchDir(ctx context.Context, stdout string) {
+	first, _, _ := strings.Cut(stdout, "\n")
+	dir, ok := strings.CutPrefix(first, batchDirMarker)
+	if !ok || !strings.HasPrefix(dir, "/tmp/ferry-features.") || strings.Contains(dir, "..") {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.opt.CommandTimeout)
+	defer cancel()
+	g.h.Run(cctx, []string{"rm", "-rf", "--", dir}, host.RunOptions{})
+}
 
 // runBatch runs script with args through sh on the host and splits its
 // output at the marker lines: name -> (output, exit code).
 func (g *gatherer) runBatch(ctx context.Context, script string, args ...string) (map[string]output, error) {
 	argv := append([]string{"sh", "-c", script, "sh"}, args...)
-	out, err := g.run(ctx, 0, argv...)
+	// A batch runs many commands: it may take longer than one.
+	out, raw, err := g.runOnce(ctx, 3*g.opt.CommandTimeout, argv)
 	if err != nil {
+		// Killed (timeout, cancel): remove the work directory the
+		// script announced, which its own last line would have.
+		if raw != nil {
+			g.removeBatchDir(ctx, string(raw.Stdout))
+		}
 		return nil, err
 	}
 	if out.captured {
@@ -93,6 +116,9 @@ func (g *gatherer) runBatch(ctx context.Context, script string, args ...string) 
 	}
 	// stdout only: the shell's own complaints go to stderr.
 	for _, line := range strings.Split(out.stdout, "\n") {
+		if strings.HasPrefix(line, batchDirMarker) {
+			continue
+		}
 		rest, ok := strings.CutPrefix(line, batchMarker)
 		if !ok {
 			cur = append(cur, line)

@@ -115,3 +115,23 @@ func TestPrefetch(t *testing.T) {
 		}
 	}
 }
+
+// TestFeatureBatchKilled checks that a batch killed by its timeout leaves
+// no work directory behind.
+func TestFeatureBatchKilled(t *testing.T) {
+	testenv.RequireRoot(t)
+	before, _ := filepath.Glob("/tmp/ferry-features.*")
+	g := &gatherer{h: host.Local{}, opt: Options{CommandTimeout: 100e6}, sem: make(chan struct{}, 8), f: &Facts{Unknown: map[string]string{}}}
+	// A "criu" whose every check outlives the batch's 300 ms timeout.
+	slow := filepath.Join(t.TempDir(), "criu")
+	if err := os.WriteFile(slow, []byte("#!/bin/sh\nexec sleep 30\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.runBatch(context.Background(), featureScript, slow, "2", "uffd", "tun"); err == nil {
+		t.Fatal("a batch past its timeout succeeded")
+	}
+	after, _ := filepath.Glob("/tmp/ferry-features.*")
+	if len(after) > len(before) {
+		t.Errorf("left behind: %v (before: %v)", after, before)
+	}
+}

@@ -198,14 +198,28 @@ type output struct {
 // exited non-zero returns its output and no error: callers read the exit
 // code.
 func (g *gatherer) run(ctx context.Context, timeout time.Duration, argv ...string) (output, error) {
-	if timeout <= 0 || timeout > g.opt.CommandTimeout {
+	out, _, err := g.runOnce(ctx, timeout, argv)
+	return out, err
+}
+
+// runOnce runs argv with timeout (0: Options.CommandTimeout) and also
+// returns the raw result, which holds what the command printed before it
+// failed or was killed.
+func (g *gatherer) runOnce(ctx context.Context, timeout time.Duration, argv []string) (output, *host.Result, error) {
+	if timeout <= 0 {
 		timeout = g.opt.CommandTimeout
 	}
 	if err := g.acquire(ctx); err != nil {
-		return output{}, err
+		return output{}, nil, err
 	}
 	res, err := g.h.Run(ctx, argv, host.RunOptions{Timeout: timeout})
 	g.release()
+	o, err := g.interpret(argv, res, err)
+	return o, res, err
+}
+
+// interpret turns a Run's result into an output: see run.
+func (g *gatherer) interpret(argv []string, res *host.Result, err error) (output, error) {
 	if errors.Is(err, host.ErrReadOnly) {
 		g.readOnly.Store(true)
 		return g.captured(argv)
