@@ -6,7 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -116,13 +119,30 @@ func TestPrefetch(t *testing.T) {
 	}
 }
 
+// recorder is the local host, remembering the stdout of every command.
+type recorder struct {
+	host.Local
+	mu     sync.Mutex
+	stdout []string
+}
+
+func (r *recorder) Run(ctx context.Context, argv []string, opt host.RunOptions) (*host.Result, error) {
+	res, err := r.Local.Run(ctx, argv, opt)
+	if res != nil {
+		r.mu.Lock()
+		r.stdout = append(r.stdout, string(res.Stdout))
+		r.mu.Unlock()
+	}
+	return res, err
+}
+
 // TestFeatureBatchKilled checks that a batch killed by its timeout leaves
 // no work directory behind.
 func TestFeatureBatchKilled(t *testing.T) {
 	testenv.RequireRoot(t)
-	before, _ := filepath.Glob("/tmp/ferry-features.*")
-	g := &gatherer{h: host.Local{}, opt: Options{CommandTimeout: 100e6}, sem: make(chan struct{}, 8), f: &Facts{Unknown: map[string]string{}}}
-	// A "criu" whose every check outlives the batch's 300 ms timeout.
+	rec := &recorder{}
+	g := &gatherer{h: rec, opt: Options{CommandTimeout: time.Second}, sem: make(chan struct{}, 8), f: &Facts{Unknown: map[string]string{}}}
+	// A "criu" whose every check outlives the batch's 3 s timeout.
 	slow := filepath.Join(t.TempDir(), "criu")
 	if err := os.WriteFile(slow, []byte("#!/bin/sh\nexec sleep 30\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -130,8 +150,17 @@ func TestFeatureBatchKilled(t *testing.T) {
 	if _, err := g.runBatch(context.Background(), featureScript, slow, "2", "uffd", "tun"); err == nil {
 		t.Fatal("a batch past its timeout succeeded")
 	}
-	after, _ := filepath.Glob("/tmp/ferry-features.*")
-	if len(after) > len(before) {
-		t.Errorf("left behind: %v (before: %v)", after, before)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.stdout) == 0 {
+		t.Fatal("no command ran")
+	}
+	first, _, _ := strings.Cut(rec.stdout[0], "\n")
+	dir, ok := strings.CutPrefix(first, batchDirMarker)
+	if !ok {
+		t.Fatalf("the batch did not announce its directory: %q", rec.stdout[0])
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s left behind: %v", dir, err)
 	}
 }
