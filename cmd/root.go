@@ -44,6 +44,8 @@ directory holding a captured host.`,
 
 	root.AddCommand(
 		newVersionCmd(f, nil),
+		newProbeCmd(f, nil),
+		newCheckCmd(f, nil),
 		newCheckpointCmd(f, nil),
 		newRestoreCmd(f, nil),
 		newMigrateCmd(f, nil),
