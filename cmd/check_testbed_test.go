@@ -20,7 +20,7 @@ func TestCheckTestbed(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip", "nsenter", "nft")
 	testenv.CRIU(t)
-	exe := buildFerry(t)
+	exe := testenv.FerryBinary(t)
 	dir := t.TempDir()
 	var fs unix.Statfs_t
 	if err := unix.Statfs(dir, &fs); err == nil && fs.Flags&unix.ST_NODEV != 0 {

@@ -2,8 +2,11 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +17,7 @@ import (
 	"github.com/ferry-migrate/ferry/internal/output"
 	"github.com/ferry-migrate/ferry/migrate"
 	"github.com/ferry-migrate/ferry/migrate/agent"
+	"github.com/ferry-migrate/ferry/probe"
 	"github.com/ferry-migrate/ferry/testbed"
 )
 
@@ -99,6 +103,40 @@ func criuOnBothEnds(ctx context.Context, path string, src, dst host.Host) error 
 	return nil
 }
 
+// compatible runs ferry check between the hosts: blockers refuse the move
+// (exit 3) unless force, which only warns.
+func compatible(ctx context.Context, criuPath string, src, dst host.Host, force bool, io *IOStreams) error {
+	var sf, df *probe.Facts
+	var serr, derr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); sf, serr = probe.Gather(ctx, src, probe.Options{CRIUPath: criuPath}) }()
+	go func() { defer wg.Done(); df, derr = probe.Gather(ctx, dst, probe.Options{CRIUPath: criuPath}) }()
+	wg.Wait()
+	if err := errors.Join(serr, derr); err != nil {
+		return fmt.Errorf("compatibility check: %w", err)
+	}
+	rep := probe.Check(sf, df, probe.RuntimeCRIU)
+	if rep.Blockers == 0 {
+		return nil
+	}
+	var lines, hints []string
+	for _, f := range rep.Findings {
+		if f.Severity == probe.Blocker {
+			lines = append(lines, f.Rule+": "+f.Message)
+			if f.Hint != "" {
+				hints = append(hints, f.Hint)
+			}
+		}
+	}
+	msg := fmt.Sprintf("%s cannot take workloads from %s: %s", dst.Name(), src.Name(), strings.Join(lines, "; "))
+	if force {
+		fmt.Fprintf(io.ErrOut, "warning: --force: %s\n", msg)
+		return nil
+	}
+	return exit.New(exit.Incompatible, errors.New(msg), append(hints, "`ferry check` shows every finding; --force migrates anyway")...)
+}
+
 // stepPrinter writes one progress line per finished step on stderr.
 func stepPrinter(io *IOStreams) func(migrate.Step) {
 	return func(s migrate.Step) {
@@ -149,7 +187,10 @@ func migrateRun(ctx context.Context, opts *MigrateOptions) error {
 		Target: t, Source: p.SourceHost(), Dest: p.DestHost(),
 		SourceDriver: src, DestDriver: dst, Placement: p, Mode: opts.Mode,
 		Preflight: func(ctx context.Context) error {
-			return criuOnBothEnds(ctx, info.Path, p.SourceHost(), p.DestHost())
+			if err := criuOnBothEnds(ctx, info.Path, p.SourceHost(), p.DestHost()); err != nil {
+				return err
+			}
+			return compatible(ctx, info.Path, p.SourceHost(), p.DestHost(), opts.Force, opts.IO)
 		},
 	})
 	if j != nil {

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,8 +12,10 @@ import (
 	"time"
 
 	"github.com/ferry-migrate/ferry/internal/exit"
+	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/internal/testenv"
 	"github.com/ferry-migrate/ferry/migrate"
+	"github.com/ferry-migrate/ferry/probe/probetest"
 	"github.com/ferry-migrate/ferry/testbed"
 )
 
@@ -282,4 +285,30 @@ func workloadField(t *testing.T, name, field string) string {
 	}
 	t.Fatalf("no workload %s in the testbed state", name)
 	return ""
+}
+
+// TestMigrateRefusesBlockers runs migrate's compatibility gate on captured
+// hosts: a target whose CPU lacks the source's AVX-512 is refused with
+// exit 3 and the flags named; --force only warns.
+func TestMigrateRefusesBlockers(t *testing.T) {
+	t.Parallel()
+	src := &host.Dir{Root: probetest.Compose(t, "vm-6.18", "")}
+	dst := &host.Dir{Root: probetest.Compose(t, "vm-6.18", "cpu-no-avx512")}
+	io, _, errOut := testIO()
+	err := compatible(context.Background(), "", src, dst, false, io)
+	if exit.CodeOf(err) != exit.Incompatible || !strings.Contains(err.Error(), "avx512f") {
+		t.Fatalf("err = %v (exit %d), want exit 3 naming avx512f", err, exit.CodeOf(err))
+	}
+	if len(exit.HintsOf(err)) < 2 {
+		t.Errorf("hints = %q", exit.HintsOf(err))
+	}
+	if err := compatible(context.Background(), "", src, dst, true, io); err != nil {
+		t.Errorf("--force: %v", err)
+	}
+	if !strings.Contains(errOut.String(), "warning: --force") {
+		t.Errorf("--force did not warn: %s", errOut)
+	}
+	if err := compatible(context.Background(), "", src, &host.Dir{Root: probetest.Compose(t, "vm-6.18", "platform-flags")}, false, io); err != nil {
+		t.Errorf("platform flags only: %v", err)
+	}
 }
