@@ -10,7 +10,8 @@
 # Sourced by scripts/install-deps.sh (--lxd, --incus) for the install_*
 # functions. Environment: FERRY_BUSYBOX_ALIAS (default busybox),
 # FERRY_DAEMON_PATH (the daemons' PATH; /usr/local/sbin first so that the
-# project's CRIU 4.2.1 wins over Debian's broken 3.17).
+# project's CRIU 4.2.1 wins over Debian's broken 3.17), FERRY_INCUS_IDMAPPED=1
+# (start incusd with idmapped mounts left on: restores then break).
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -213,8 +214,12 @@ start_daemon() {
 			# Not /etc/default/incus: it puts /usr/sbin (Debian's broken
 			# criu) first. Idmapped mounts off: CRIU 4.2.1 drops the
 			# idmapped root mount on restore (rootfs unwritable).
+			local idmap=INCUS_IDMAPPED_MOUNTS_DISABLE=1
+			# FERRY_INCUS_IDMAPPED=1 keeps them on: only tests that show
+			# the broken restore want that.
+			[ "${FERRY_INCUS_IDMAPPED:-0}" != 1 ] || idmap=FERRY_INCUS_IDMAPPED=1
 			env -i PATH="$DAEMON_PATH:/usr/libexec/incus" HOME=/root LANG=C.UTF-8 \
-				INCUS_IDMAPPED_MOUNTS_DISABLE=1 \
+				"$idmap" \
 				setsid /usr/libexec/incus/incusd --group incus-admin --logfile /var/log/incus/incusd.log \
 				</dev/null >>/var/log/incus/incusd.out 2>&1 &
 			timeout 60 incus admin waitready || ddie "incus: did not become ready (see /var/log/incus/incusd.log)"

@@ -81,25 +81,39 @@ func daemonPID(kind string) int {
 	return n
 }
 
-// daemonPath is the PATH the running daemon has.
-func daemonPath(pid int) string {
+// daemonEnv is the running daemon's environment.
+func daemonEnv(pid int) map[string]string {
+	env := map[string]string{}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 	if err != nil {
-		return ""
+		return env
 	}
 	for _, kv := range strings.Split(string(b), "\x00") {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			return v
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
 		}
 	}
-	return ""
+	return env
 }
 
 // Daemon makes sure the daemon of kind runs with the PATH the tests need and
-// returns a client for it. For LXD the PATH starts with the test-only CRIU
-// wrapper of WrapperLXD502TTYInfo (it changes nothing unless a container has
-// no console); the daemon is restarted when it runs without it.
+// returns a client for it. The PATH starts with the test-only CRIU wrapper
+// of WrapperDir; Incus runs with INCUS_IDMAPPED_MOUNTS_DISABLE=1. A daemon
+// running otherwise is restarted.
 func Daemon(t testing.TB, kind string) *lxc.Client {
+	t.Helper()
+	return daemon(t, kind, false)
+}
+
+// DaemonIdmapped starts incusd with idmapped mounts left ON, the setting
+// under which CRIU 4.2.1 restores containers with an unwritable root
+// filesystem. The next Daemon call restarts it normally.
+func DaemonIdmapped(t testing.TB) *lxc.Client {
+	t.Helper()
+	return daemon(t, migrate.KindIncus, true)
+}
+
+func daemon(t testing.TB, kind string, idmapped bool) *lxc.Client {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.CRIU(t)
@@ -113,22 +127,37 @@ func Daemon(t testing.TB, kind string) *lxc.Client {
 	mu.Lock()
 	defer mu.Unlock()
 	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	if kind == migrate.KindLXD {
-		dir, err := writeWrapper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		path = dir + ":" + path
-		if pid := daemonPID(kind); pid > 0 && !strings.HasPrefix(daemonPath(pid), dir+":") {
-			run(t, nil, sh, "stop", kind)
-		}
+	env := []string{}
+	dir, err := writeWrapper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path = dir + ":" + path
+	if idmapped {
+		env = append(env, "FERRY_INCUS_IDMAPPED=1")
+	}
+	if pid := daemonPID(kind); pid > 0 && !envMatches(pid, kind, path, idmapped) {
+		run(t, nil, sh, "stop", kind)
 	}
 	wasRunning := daemonPID(kind) > 0
-	run(t, []string{"FERRY_DAEMON_PATH=" + path}, sh, "start", kind)
+	run(t, append(env, "FERRY_DAEMON_PATH="+path), sh, "start", kind)
 	if !wasRunning {
 		started[kind] = true
 	}
 	return &lxc.Client{Host: host.Local{}, Kind: kind}
+}
+
+// envMatches reports whether the running daemon has the PATH and idmapped
+// setting wanted.
+func envMatches(pid int, kind, path string, idmapped bool) bool {
+	env := daemonEnv(pid)
+	if !strings.HasPrefix(env["PATH"], path) {
+		return false
+	}
+	if kind == migrate.KindIncus {
+		return (env["INCUS_IDMAPPED_MOUNTS_DISABLE"] == "1") != idmapped
+	}
+	return true
 }
 
 func run(t testing.TB, env []string, argv ...string) {
@@ -154,6 +183,9 @@ func Teardown() {
 		_ = exec.Command(sh, "stop", kind).Run()
 		delete(started, kind)
 	}
+	if len(started) == 0 {
+		_ = os.RemoveAll(WrapperDir)
+	}
 }
 
 // Config is the configuration a test container gets.
@@ -168,7 +200,7 @@ const (
 	// lxc.console.path = none and an empty AppArmor profile (CRIU would
 	// otherwise be asked for an apparmor LSM this kernel lacks). For LXD
 	// 5.0.2 an autodev hook also puts a placeholder file at /dev/console:
-	// liblxc 5.0.2 stats it before every dump (see WrapperLXD502TTYInfo).
+	// liblxc 5.0.2 stats it before every dump (see WrapperDir).
 	NoConsole
 )
 
@@ -216,6 +248,12 @@ func Delete(t testing.TB, c *lxc.Client, name string) {
 			ref = c.Remote + ":" + name
 		}
 		_, _ = c.Host.Run(context.Background(), []string{bin(c), "delete", "--force", ref}, host.RunOptions{Timeout: time.Minute})
+		if c.Remote == "" {
+			// The daemons keep a deleted instance's log directory.
+			for _, d := range c.LogDirs(name) {
+				_ = os.RemoveAll(d)
+			}
+		}
 	})
 }
 

@@ -7,9 +7,11 @@ import (
 	"path/filepath"
 )
 
-// WrapperLXD502TTYInfo is the directory of a TEST-ONLY CRIU wrapper (named
-// criu, put first on LXD's PATH) that works around liblxc 5.0.2 (Debian 12's
-// LXD 5.0.2) for containers without a console:
+// WrapperDir is the directory of a TEST-ONLY CRIU wrapper (named criu, put
+// first on both daemons' PATH) with two work-arounds, each acting only in
+// the situation it is for.
+//
+// 1. liblxc 5.0.2 (Debian 12's LXD 5.0.2) and containers without a console:
 //
 //   - liblxc 5.0.2 stats /dev/console inside the container before every dump
 //     (save_tty_major_minor) even with lxc.console.path = none, and fails the
@@ -23,14 +25,21 @@ import (
 //     before CRIU dumps, and passes everything else through unchanged: with
 //     a real console (stock configuration) it changes nothing.
 //
-// Incus 6.0.4 does not need it.
-const WrapperLXD502TTYInfo = "/run/ferry-test/criu-wrapper-lxd502-drop-placeholder-tty-info"
+//  2. Incus 6.0.4 restores from a state directory that is mode 0700 root;
+//     the restored init, already root of the container's user namespace
+//     (uid 100000 on the host), opens timens-0.img in it and sometimes fails
+//     ("Unable to open timens-0.img: Permission denied", about one restore
+//     in four here). The wrapper makes the images directory searchable
+//     (o+x; the image files are 0644) before a restore. Images then become
+//     readable by every user of the host: acceptable on a test machine only.
+const WrapperDir = "/run/ferry-test/criu-wrapper-TEST-ONLY-lxd502-tty-info-and-searchable-images"
 
 const wrapperScript = `#!/bin/sh
-# TEST-ONLY CRIU wrapper for liblxc 5.0.2 (LXD 5.0.2) containers with
-# lxc.console.path = none: drops the tty.info liblxc wrote for a placeholder
-# /dev/console (rdev 0) before the dump, so that the restore does not ask for
-# a console. Written by internal/daemontest; see WrapperLXD502TTYInfo.
+# TEST-ONLY CRIU wrapper, written by internal/daemontest (see WrapperDir):
+# 1. dump: drops the tty.info liblxc 5.0.2 wrote for a placeholder
+#    /dev/console (rdev 0), so that the restore does not ask for a console;
+# 2. restore: makes the images directory searchable so that the restored
+#    init (container root, host uid 100000) can open timens-0.img.
 dir=
 prev=
 for a in "$@"; do
@@ -40,6 +49,9 @@ for a in "$@"; do
 done
 if [ "$1" = dump ] && [ -n "$dir" ] && grep -q '^tty\[0:[0-9a-f]*\]' "$dir/tty.info" 2>/dev/null; then
 	rm -f "$dir/tty.info"
+fi
+if [ "$1" = restore ] && [ -n "$dir" ] && [ -d "$dir" ]; then
+	chmod o+x "$dir"
 fi
 exec %s "$@"
 `
@@ -51,15 +63,15 @@ func writeWrapper() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(WrapperLXD502TTYInfo, 0o755); err != nil {
+	if err := os.MkdirAll(WrapperDir, 0o755); err != nil {
 		return "", err
 	}
-	p := filepath.Join(WrapperLXD502TTYInfo, "criu")
+	p := filepath.Join(WrapperDir, "criu")
 	tmp := p + ".tmp"
 	if err := os.WriteFile(tmp, []byte(fmt.Sprintf(wrapperScript, real)), 0o755); err != nil {
 		return "", err
 	}
-	return WrapperLXD502TTYInfo, os.Rename(tmp, p)
+	return WrapperDir, os.Rename(tmp, p)
 }
 
 func realCRIU() (string, error) {

@@ -155,3 +155,34 @@ func checkContinuityChecked(t *testing.T, j *migrate.Journal) {
 	}
 	t.Errorf("journal has no verify step: %+v", j.Steps)
 }
+
+// Incus with idmapped mounts on: the restore exits 0 but the root
+// filesystem is unwritable. ferry must report it as failed, with the cause.
+func TestIdmappedRestoreIsCaught(t *testing.T) {
+	c := daemontest.DaemonIdmapped(t)
+	t.Cleanup(func() { daemontest.Daemon(t, migrate.KindIncus) })
+	name := daemontest.Name("idmap")
+	daemontest.Launch(t, c, name, daemontest.NoConsole)
+	daemontest.StartCounter(t, c, name)
+	r := newRunner(t)
+
+	runOK(t, r, lxc.Op{Kind: lxc.OpSnapshot, Client: c, Instance: name, Snapshot: "s1"})
+	j, err := r.Run(ctxFor(t), lxc.Op{Kind: lxc.OpRestore, Client: c, Instance: name, Snapshot: "s1"})
+	if err == nil {
+		t.Fatal("restore with idmapped mounts reported success; the root filesystem is unwritable")
+	}
+	var op *migrate.OpError
+	if !errors.As(err, &op) || op.Step != migrate.StepVerify {
+		t.Fatalf("error %v: want a failure at the verify step (the daemon exited 0)", err)
+	}
+	var we *lxc.WritableError
+	if !errors.As(err, &we) || !we.Overflow {
+		t.Fatalf("error %v: want a WritableError naming the idmapped root mount", err)
+	}
+	if !strings.Contains(we.Hint(), "INCUS_IDMAPPED_MOUNTS_DISABLE") {
+		t.Errorf("hint %q does not name the fix", we.Hint())
+	}
+	if j.Result != migrate.RunFailed {
+		t.Errorf("journal result %q", j.Result)
+	}
+}

@@ -3,7 +3,6 @@ package lxc
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -201,55 +200,94 @@ func (w *watcher) stop() []Collected {
 	return out
 }
 
-// lift picks the lines that explain a failure from collected logs: the
-// known root cause first (explain's ranking), then CRIU's Error and Warn
-// lines (explain.Lift drops the harmless ones), then liblxc's ERROR lines
-// written since the operation started. It returns the lines and the log
+// lift picks the lines that explain a failure from collected logs, root
+// cause first: known signatures (explain) printed before CRIU's final
+// "FAILED." line, then CRIU's other Error lines before it, liblxc's ERROR
+// lines written since the operation started, CRIU's Warn lines, and last
+// whatever CRIU printed while tearing down after "FAILED.". explain.Lift
+// drops the lines known to be harmless. It returns the lines and the log
 // that holds the first one.
 func lift(logs []Collected, since time.Time) ([]string, string) {
-	var inputs []explain.Input
-	texts := map[string]string{}
+	type cand struct {
+		rank int
+		line string
+		from string
+	}
+	var cands []cand
 	for _, l := range logs {
 		b, err := os.ReadFile(l.Path)
-		if errors.Is(err, fs.ErrNotExist) || err != nil {
+		if err != nil {
 			continue
 		}
 		text := string(b)
 		if !l.CRIU {
 			text = lxcLinesSince(text, since)
 		}
-		texts[l.Path] = text
-		inputs = append(inputs, explain.Input{Name: l.Path, Text: text})
-	}
-	var lines []string
-	var logPath string
-	add := func(line, from string) {
-		if slices.Contains(lines, line) {
-			return
-		}
-		if logPath == "" {
-			logPath = from
-		}
-		lines = append(lines, line)
-	}
-	for _, m := range explain.Explain(inputs) {
-		add(m.Line, m.File)
-	}
-	for _, in := range inputs {
-		var picked []string
-		for _, l := range logs {
-			if l.Path == in.Name && l.CRIU {
-				picked = explain.Lift(texts[in.Name])
+		after := afterFailedLine(text)
+		matched := map[string]bool{}
+		for _, m := range explain.Explain([]explain.Input{{Name: l.Path, Text: text}}) {
+			r := 0
+			if after[m.Line] {
+				r = 4
 			}
+			matched[m.Line] = true
+			cands = append(cands, cand{r, m.Line, l.Path})
 		}
-		if picked == nil {
-			picked = lxcErrors(texts[in.Name])
+		var picked []string
+		if l.CRIU {
+			picked = explain.Lift(text)
+		} else {
+			picked = lxcErrors(text)
 		}
 		for _, line := range picked {
-			add(line, in.Name)
+			if matched[line] {
+				continue
+			}
+			r := 1
+			switch {
+			case after[line] || strings.Contains(line, "FAILED."):
+				r = 4
+			case !l.CRIU:
+				r = 2
+			case !strings.Contains(line, "Error ("):
+				r = 3
+			}
+			cands = append(cands, cand{r, line, l.Path})
 		}
 	}
+	slices.SortStableFunc(cands, func(a, b cand) int { return a.rank - b.rank })
+	var lines []string
+	var logPath string
+	for _, c := range cands {
+		if slices.Contains(lines, c.line) {
+			continue
+		}
+		if logPath == "" {
+			logPath = c.from
+		}
+		lines = append(lines, c.line)
+	}
 	return lines, logPath
+}
+
+// afterFailedLine is the set of lines CRIU printed after its final
+// "Dumping FAILED." / "Restoring FAILED." (teardown noise).
+func afterFailedLine(text string) map[string]bool {
+	out := map[string]bool{}
+	lines := strings.Split(text, "\n")
+	last := -1
+	for i, line := range lines {
+		if strings.Contains(line, "Dumping FAILED.") || strings.Contains(line, "Restoring FAILED.") {
+			last = i
+		}
+	}
+	if last < 0 {
+		return out
+	}
+	for _, line := range lines[last+1:] {
+		out[strings.TrimRight(line, "\r")] = true
+	}
+	return out
 }
 
 // lxcLinesSince keeps the liblxc log lines stamped at or after since (lxc.log

@@ -145,13 +145,15 @@ func checkContinuity(name string, before, now []Process) error {
 // after a restore.
 type WritableError struct {
 	Product, Instance, Output string
-	Idmapped                  bool
+	// Overflow is set when the root directory shows as owned by the
+	// overflow uid (65534, nobody): the root mount lost its idmapping.
+	Overflow bool
 }
 
 func (e *WritableError) Error() string {
 	s := fmt.Sprintf("instance %s runs, but its root filesystem is not writable: %s", e.Instance, e.Output)
-	if e.Idmapped {
-		s += " (the root mount is idmapped)"
+	if e.Overflow {
+		s += " (its files show as uid 65534: the root mount lost its idmapping)"
 	}
 	return s
 }
@@ -175,13 +177,8 @@ func (c *Client) checkWritable(ctx context.Context, name string) error {
 		out = strings.TrimSpace(string(res.Stderr))
 	}
 	we := &WritableError{Product: c.Product(), Instance: name, Output: out}
-	if mi, err := c.Exec(ctx, name, "cat", "/proc/1/mountinfo"); err == nil {
-		for _, line := range strings.Split(string(mi.Stdout), "\n") {
-			f := strings.Fields(line)
-			if len(f) > 5 && f[4] == "/" && strings.Contains(f[5], "idmapped") {
-				we.Idmapped = true
-			}
-		}
+	if st, err := c.Exec(ctx, name, "stat", "-c", "%u", "/bin"); err == nil && strings.TrimSpace(string(st.Stdout)) == "65534" {
+		we.Overflow = true
 	}
 	return we
 }

@@ -1,0 +1,258 @@
+package lxc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ferry-migrate/ferry/internal/host"
+	"github.com/ferry-migrate/ferry/migrate"
+)
+
+func TestLiftRootCauseFirst(t *testing.T) {
+	tests := []struct {
+		name  string
+		file  string
+		criu  bool
+		since time.Time
+		want  string
+	}{
+		{
+			name: "lxd stock restore: console, not the teardown noise",
+			file: "lxd-5.0.2-restore-console-failure.lxc.log",
+			want: "lxc.console.path configured on source host but not target",
+		},
+		{
+			name:  "lines before the operation are left out",
+			file:  "lxd-5.0.2-restore-console-failure.lxc.log",
+			since: time.Date(2026, 11, 28, 12, 32, 38, 0, time.UTC),
+			want:  "criu process exited 1",
+		},
+		{
+			name: "incus restore with an apparmor profile: the LSM line, not RLIMIT",
+			file: "incus-6.0.4-restore-apparmor-failure.criu.log",
+			criu: true,
+			want: "apparmor LSM specified but apparmor not supported by kernel",
+		},
+		{
+			name: "incus timens EACCES: before the cgroupd teardown line",
+			file: "incus-6.0.4-restore-timens-eacces.criu.log",
+			criu: true,
+			want: "Unable to open timens-0.img: Permission denied",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join("testdata", tt.file)
+			lines, from := lift([]Collected{{Path: path, CRIU: tt.criu}}, tt.since)
+			if len(lines) == 0 {
+				t.Fatal("nothing lifted")
+			}
+			if !strings.Contains(lines[0], tt.want) {
+				t.Errorf("first lifted line %q, want one containing %q; all: %q", lines[0], tt.want, lines)
+			}
+			if from != path {
+				t.Errorf("log %q, want %q", from, path)
+			}
+			for _, l := range lines {
+				if strings.Contains(l, "RLIMIT_NOFILE") || strings.Contains(l, "af_unix") {
+					t.Errorf("harmless line lifted: %q", l)
+				}
+			}
+		})
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Version
+		wantErr bool
+	}{
+		{"5.0.2", Version{5, 0, 2}, false},
+		{"6.6", Version{6, 6, 0}, false},
+		{"6.0.4-rc1", Version{6, 0, 4}, false},
+		{"six", Version{}, true},
+		{"6", Version{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseVersion(tt.in)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ParseVersion(%q) error %v, want error %v", tt.in, err, tt.wantErr)
+		}
+		if got != tt.want {
+			t.Errorf("ParseVersion(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestProcessesRoundTrip(t *testing.T) {
+	out := "6\tsh -c i=0; while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.2; done \n1\tinit \n\n12\tsleep 0.2 \nbad line\n"
+	got := parseProcesses(out)
+	want := []Process{{1, "init"}, {6, "sh -c i=0; while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.2; done"}, {12, "sleep 0.2"}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("parseProcesses (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(want, decodeProcesses(encodeProcesses(got))); d != "" {
+		t.Fatalf("encode/decode (-want +got):\n%s", d)
+	}
+}
+
+func TestContinuity(t *testing.T) {
+	before := []Process{{1, "init"}, {6, "sh -c counter"}}
+	if err := checkContinuity("c1", before, append(before, Process{30, "sleep 0.2"})); err != nil {
+		t.Errorf("same processes: %v", err)
+	}
+	err := checkContinuity("c1", before, []Process{{1, "init"}})
+	var lost *LostStateError
+	if !errors.As(err, &lost) || len(lost.Missing) != 1 || lost.Missing[0].PID != 6 {
+		t.Fatalf("cold start: got %v, want the counter reported missing", err)
+	}
+	// A different process under the same pid is not the same process.
+	if err := checkContinuity("c1", before, []Process{{1, "init"}, {6, "other"}}); err == nil {
+		t.Error("pid reused by another command: want an error")
+	}
+}
+
+// fakeHost answers commands from a table and fails the test on any other
+// command, and on an expectation never used.
+type fakeHost struct {
+	t    *testing.T
+	want map[string]fakeAnswer
+	used map[string]bool
+}
+
+type fakeAnswer struct {
+	out  string
+	exit int
+	err  string
+}
+
+func newFake(t *testing.T, want map[string]fakeAnswer) *fakeHost {
+	f := &fakeHost{t: t, want: want, used: map[string]bool{}}
+	t.Cleanup(func() {
+		for k := range want {
+			if !f.used[k] {
+				t.Errorf("expected command never run: %s", k)
+			}
+		}
+	})
+	return f
+}
+
+func (f *fakeHost) Name() string { return "fake" }
+func (f *fakeHost) Open(context.Context, string) (io.ReadCloser, error) {
+	return nil, os.ErrNotExist
+}
+func (f *fakeHost) Run(_ context.Context, argv []string, _ host.RunOptions) (*host.Result, error) {
+	k := strings.Join(argv, " ")
+	a, ok := f.want[k]
+	if !ok {
+		f.t.Errorf("unexpected command: %s", k)
+		return nil, &host.CommandError{Host: "fake", Argv: argv, ExitCode: -1, Err: host.ErrNotFound}
+	}
+	f.used[k] = true
+	res := &host.Result{Argv: argv, Stdout: []byte(a.out), ExitCode: a.exit}
+	if a.exit != 0 || a.err != "" {
+		return res, &host.CommandError{Host: "fake", Argv: argv, ExitCode: a.exit, Stderr: a.err, Err: errFromAnswer(a)}
+	}
+	return res, nil
+}
+
+func errFromAnswer(a fakeAnswer) error {
+	if a.exit < 0 {
+		return host.ErrNotFound
+	}
+	return fmt.Errorf("exit status %d", a.exit)
+}
+
+func server(version string) string {
+	return `{"api_extensions":[],"environment":{"server_version":"` + version + `","storage":"dir","driver":"lxc","driver_version":"5.0.2"}}`
+}
+
+func TestPreflightRefuses(t *testing.T) {
+	criuOK := fakeAnswer{out: "Version: 4.2.1\n"}
+	tests := []struct {
+		name string
+		kind string
+		cmds map[string]fakeAnswer
+		op   Op
+		want any
+	}{
+		{
+			name: "lxd 6.6 has no container live migration",
+			kind: migrate.KindLXD,
+			cmds: map[string]fakeAnswer{"lxc query /1.0": {out: server("6.6")}, "criu --version": criuOK},
+			op:   Op{Kind: OpSnapshot, Instance: "c1", Snapshot: "s1"},
+			want: new(*CapabilityError),
+		},
+		{
+			name: "incus without migration.stateful",
+			kind: migrate.KindIncus,
+			cmds: map[string]fakeAnswer{
+				"incus query /1.0":              {out: server("6.0.4")},
+				"criu --version":                criuOK,
+				"incus query /1.0/instances/c1": {out: `{"name":"c1","status":"Running","type":"container","expanded_config":{}}`},
+			},
+			op:   Op{Kind: OpStop, Instance: "c1"},
+			want: new(*StatefulConfigError),
+		},
+		{
+			name: "restore of a stateless snapshot would cold-start",
+			kind: migrate.KindLXD,
+			cmds: map[string]fakeAnswer{
+				"lxc query /1.0":                           {out: server("5.0.2")},
+				"criu --version":                           criuOK,
+				"lxc query /1.0/instances/c1":              {out: `{"name":"c1","status":"Running","type":"container"}`},
+				"lxc query /1.0/instances/c1/snapshots/s1": {out: `{"name":"s1","stateful":false}`},
+			},
+			op:   Op{Kind: OpRestore, Instance: "c1", Snapshot: "s1"},
+			want: new(*NotStatefulError),
+		},
+		{
+			name: "stateful stop of a stopped instance",
+			kind: migrate.KindLXD,
+			cmds: map[string]fakeAnswer{
+				"lxc query /1.0":              {out: server("5.0.2")},
+				"criu --version":              criuOK,
+				"lxc query /1.0/instances/c1": {out: `{"name":"c1","status":"Stopped","type":"container"}`},
+			},
+			op:   Op{Kind: OpStop, Instance: "c1"},
+			want: new(*StatusError),
+		},
+		{
+			name: "daemon does not answer",
+			kind: migrate.KindIncus,
+			cmds: map[string]fakeAnswer{"incus query /1.0": {exit: 1, err: "Error: Get \"http://unix.socket/1.0\": dial unix /var/lib/incus/unix.socket: connect: no such file or directory"}},
+			op:   Op{Kind: OpStart, Instance: "c1"},
+			want: new(*DaemonError),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newFake(t, tt.cmds)
+			op := tt.op
+			op.Client = &Client{Host: h, Kind: tt.kind}
+			r := &Runner{Store: migrate.Store{Dir: t.TempDir()}}
+			j, err := r.Run(context.Background(), op)
+			var oe *migrate.OpError
+			if !errors.As(err, &oe) || oe.Step != migrate.StepPreflight {
+				t.Fatalf("error %v: want a preflight failure", err)
+			}
+			if !errors.As(err, tt.want) {
+				t.Errorf("error %v (%T): want %T", err, errors.Unwrap(err), tt.want)
+			}
+			if !strings.HasSuffix(j.Workload, "(untouched)") || j.Result != migrate.RunFailed {
+				t.Errorf("journal workload %q result %q", j.Workload, j.Result)
+			}
+		})
+	}
+}
