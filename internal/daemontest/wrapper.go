@@ -11,27 +11,25 @@ import (
 // first on both daemons' PATH) with two work-arounds, each acting only in
 // the situation it is for.
 //
-// 1. liblxc 5.0.2 (Debian 12's LXD 5.0.2) and containers without a console:
+// First, liblxc 5.0.2 (Debian 12's LXD 5.0.2) and containers without a
+// console. liblxc 5.0.2 stats /dev/console inside the container before
+// every dump (save_tty_major_minor) even with lxc.console.path = none, and
+// fails the dump when it is absent ("stat of /proc/N/root/dev/console
+// failed"); the NoConsole configuration's autodev hook puts a placeholder
+// FILE there, so the stat succeeds. liblxc then writes tty.info
+// ("tty[0:NN]": rdev 0, not a device) into the images directory, and on
+// restore refuses any tty.info when the container has no console
+// ("lxc.console.path configured on source host but not target"). The
+// wrapper deletes a tty.info whose rdev is 0 before CRIU dumps; with a real
+// console (stock configuration) it changes nothing.
 //
-//   - liblxc 5.0.2 stats /dev/console inside the container before every dump
-//     (save_tty_major_minor) even with lxc.console.path = none, and fails the
-//     dump when it is absent ("stat of /proc/N/root/dev/console failed").
-//     The NoConsole configuration's autodev hook puts a placeholder FILE
-//     there, so the stat succeeds;
-//   - liblxc then writes tty.info ("tty[0:NN]": rdev 0, not a device) into
-//     the images directory, and on restore refuses any tty.info when the
-//     container has no console ("lxc.console.path configured on source host
-//     but not target"). This wrapper deletes a tty.info whose rdev is 0
-//     before CRIU dumps, and passes everything else through unchanged: with
-//     a real console (stock configuration) it changes nothing.
-//
-//  2. Incus 6.0.4 restores from a state directory that is mode 0700 root;
-//     the restored init, already root of the container's user namespace
-//     (uid 100000 on the host), opens timens-0.img in it and sometimes fails
-//     ("Unable to open timens-0.img: Permission denied", about one restore
-//     in four here). The wrapper makes the images directory searchable
-//     (o+x; the image files are 0644) before a restore. Images then become
-//     readable by every user of the host: acceptable on a test machine only.
+// Second, Incus 6.0.4 restores from a state directory that is mode 0700
+// root; the restored init, already root of the container's user namespace
+// (uid 100000 on the host), opens timens-0.img in it and sometimes fails
+// ("Unable to open timens-0.img: Permission denied", about one restore in
+// four here). The wrapper makes the images directory searchable (o+x; the
+// image files are 0644) before a restore. The images then become readable
+// by every user of the host: acceptable on a test machine only.
 const WrapperDir = "/run/ferry-test/criu-wrapper-TEST-ONLY-lxd502-tty-info-and-searchable-images"
 
 const wrapperScript = `#!/bin/sh
