@@ -281,6 +281,150 @@ stop_daemon() {
 	dlog "$name: stopped"
 }
 
+# ---------------------------------------------------------------------------
+# a second "host": a daemon in its own network + mount namespace, same paths
+# ---------------------------------------------------------------------------
+# Two daemons with different data directories on one host can move an
+# instance one way only (CRIU re-creates /dev/.incus-mounts from the
+# source's host path). A daemon in its own mount namespace sees its own
+# directories bound over the SAME paths (/var/lib/KIND, /var/log/KIND), and in
+# its own network namespace listens on an address that exists only there.
+#
+#   scripts/daemons.sh ns-start lxd|incus NAME ADDR/PREFIX
+#   scripts/daemons.sh ns-link NAME1 NAME2            (a veth between two)
+#   scripts/daemons.sh ns-stop lxd|incus NAME
+#   scripts/daemons.sh ns-env lxd|incus NAME           (client environment)
+#
+# State: $FERRY_STATE/ns/NAME/{lib,log,pid}; network namespace ferry-NAME.
+
+ns_dir() { echo "$FERRY_STATE/ns/$1"; }
+
+# ns_env KIND NAME: the environment a client needs to reach that daemon.
+ns_env() {
+	local d
+	d=$(ns_dir "$2")
+	case $1 in
+	lxd) printf 'LXD_SOCKET=%s\nLXD_DIR=%s\nLXD_CONF=%s\n' "$d/lib/unix.socket" "$d/lib" "$FERRY_STATE/ns/client-lxd" ;;
+	incus) printf 'INCUS_SOCKET=%s\nINCUS_DIR=%s\nINCUS_CONF=%s\n' "$d/lib/unix.socket" "$d/lib" "$FERRY_STATE/ns/client-incus" ;;
+	esac
+}
+
+# ns_cli KIND NAME ARGS...: runs the client against the namespaced daemon,
+# inside its network namespace.
+ns_cli() {
+	local kind=$1 name=$2
+	shift 2
+	local -a env
+	mapfile -t env < <(ns_env "$kind" "$name")
+	nsenter --net="/run/netns/ferry-$name" -- env "${env[@]}" "$(client "$kind")" "$@"
+}
+
+ns_start() {
+	local kind=$1 name=$2 addr=$3 d lib log run daemon t0=$SECONDS i
+	[ -n "$addr" ] || ddie "ns-start: ADDR/PREFIX missing"
+	d=$(ns_dir "$name")
+	if [ -s "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; then
+		dlog "$kind@$name: already running"
+		return 0
+	fi
+	mkdir -p "$d/lib" "$d/log" "$FERRY_STATE/ns/client-$kind"
+	chmod 711 "$d/lib"
+	ip netns add "ferry-$name" 2>/dev/null || ip netns list | grep -qw "ferry-$name" ||
+		ddie "$name: cannot create network namespace ferry-$name"
+	ip -n "ferry-$name" link set lo up
+	case $kind in
+	lxd) lib=/var/lib/lxd log=/var/log/lxd run=/run/lxd daemon="lxd --group lxd" ;;
+	incus) lib=/var/lib/incus log=/var/log/incus run=/run/incus daemon="/usr/libexec/incus/incusd --group incus-admin" ;;
+	esac
+	mkdir -p "$lib" "$log" "$run"
+	# The script takes data as arguments only: $1 lib, $2 log, $3 run, $4 our lib,
+	# $5 our log, $6 PATH, $7 idmapped setting, then the daemon's argv.
+	# nsenter, not `ip netns exec`: that one remounts /sys and hides the
+	# cgroup hierarchies (liblxc then cannot freeze: "Failed to find
+	# hierarchy for controller freezer").
+	# shellcheck disable=SC2016
+	nsenter --net="/run/netns/ferry-$name" -- unshare --mount --propagation private -- /bin/sh -c '
+		set -e
+		umount -l "$1/shmounts" 2>/dev/null || true
+		umount -l "$1/guestapi" 2>/dev/null || true
+		umount -l "$1/devlxd" 2>/dev/null || true
+		mount --bind "$4" "$1"
+		mount --bind "$5" "$2"
+		mount -t tmpfs -o mode=0755 tmpfs "$3"
+		mount --make-rshared /
+		lib=$1 log=$2 path=$6 idmap=$7
+		shift 7
+		exec env -i PATH="$path" HOME=/root LANG=C.UTF-8 "$idmap" setsid "$@" --logfile "$log/daemon.log"
+	' sh "$lib" "$log" "$run" "$d/lib" "$d/log" "$DAEMON_PATH:/usr/libexec/incus" \
+		INCUS_IDMAPPED_MOUNTS_DISABLE=1 $daemon </dev/null >>"$d/log/daemon.out" 2>&1 &
+	echo $! >"$d/pid"
+	for i in $(seq 1 300); do
+		ns_cli "$kind" "$name" info >/dev/null 2>&1 && break
+		kill -0 "$(cat "$d/pid")" 2>/dev/null || ddie "$kind@$name: daemon exited (see $d/log/daemon.out)"
+		sleep 0.2
+	done
+	ns_cli "$kind" "$name" info >/dev/null 2>&1 || ddie "$kind@$name: did not become ready"
+	ip -n "ferry-$name" addr add "$addr" dev lo 2>/dev/null || true
+	dlog "$kind@$name: started in $((SECONDS - t0)) s"
+	ns_setup "$kind" "$name" "${addr%/*}"
+}
+
+ns_setup() {
+	local kind=$1 name=$2 ip=$3
+	if ! ns_cli "$kind" "$name" storage show default >/dev/null 2>&1; then
+		printf 'config:\n  core.https_address: "%s:8443"\nstorage_pools:\n- name: default\n  driver: dir\nprofiles:\n- name: default\n  devices:\n    root:\n      path: /\n      pool: default\n      type: disk\n' "$ip" |
+			case $kind in
+			lxd) nsenter --net="/run/netns/ferry-$name" -- env $(ns_env lxd "$name") lxd init --preseed ;;
+			incus) nsenter --net="/run/netns/ferry-$name" -- env $(ns_env incus "$name") incus admin init --preseed ;;
+			esac
+	fi
+	if ! ns_cli "$kind" "$name" image info "$BUSYBOX_ALIAS" >/dev/null 2>&1; then
+		build_image "$FERRY_STATE/image"
+		dquiet ns_cli "$kind" "$name" image import "$FERRY_STATE/image/metadata.tar.gz" \
+			"$FERRY_STATE/image/rootfs.tar.gz" --alias "$BUSYBOX_ALIAS" || ddie "$kind@$name: image import failed"
+	fi
+}
+
+# ns_link A B: a veth pair between the two namespaces; each side gets the
+# other's /32 route through it (the addresses live on each namespace's lo).
+ns_link() {
+	local a=$1 b=$2 va vb ipa ipb
+	va="fv-$a"
+	vb="fv-$b"
+	va=${va:0:15}
+	vb=${vb:0:15}
+	if ! ip -n "ferry-$a" link show "$va" >/dev/null 2>&1; then
+		ip link add "$va" netns "ferry-$a" type veth peer name "$vb" netns "ferry-$b"
+	fi
+	ip -n "ferry-$a" link set "$va" up
+	ip -n "ferry-$b" link set "$vb" up
+	ipa=$(ip -n "ferry-$a" -4 -o addr show dev lo | awk '$4 !~ /^127\./ { sub(/\/.*/, "", $4); print $4; exit }')
+	ipb=$(ip -n "ferry-$b" -4 -o addr show dev lo | awk '$4 !~ /^127\./ { sub(/\/.*/, "", $4); print $4; exit }')
+	[ -n "$ipa" ] && [ -n "$ipb" ] || ddie "ns-link: both namespaces need an address (ns-start first)"
+	ip -n "ferry-$a" route replace "$ipb/32" dev "$va"
+	ip -n "ferry-$b" route replace "$ipa/32" dev "$vb"
+}
+
+ns_stop() {
+	local kind=$1 name=$2 d pid i
+	d=$(ns_dir "$name")
+	if [ -s "$d/pid" ]; then
+		pid=$(cat "$d/pid")
+		case $kind in
+		lxd) timeout 60 nsenter --net="/run/netns/ferry-$name" -- env $(ns_env lxd "$name") lxd shutdown >/dev/null 2>&1 || true ;;
+		incus) timeout 60 ns_cli incus "$name" admin shutdown >/dev/null 2>&1 || true ;;
+		esac
+		for i in $(seq 1 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
+	ip netns del "ferry-$name" 2>/dev/null || true
+	rm -rf "$d"
+	dlog "$kind@$name: stopped and removed"
+}
+
 names() {
 	case ${1:-all} in
 	all) echo lxd incus ;;
@@ -291,7 +435,10 @@ names() {
 
 daemons_main() {
 	local cmd=${1:-} n rc=0
-	[ $# -le 2 ] || ddie "usage: $0 install|start|stop|status [lxd|incus|all]"
+	case $cmd in
+	ns-*) ;;
+	*) [ $# -le 2 ] || ddie "usage: $0 install|start|stop|status [lxd|incus|all]" ;;
+	esac
 	[ "$(id -u)" = 0 ] || ddie "must run as root"
 	case $cmd in
 	install) for n in $(names "${2:-all}"); do "install_$n"; done ;;
@@ -303,6 +450,10 @@ daemons_main() {
 		done
 		return $rc
 		;;
+	ns-start) [ $# -eq 4 ] || ddie "usage: $0 ns-start lxd|incus NAME ADDR/PREFIX"; ns_start "$2" "$3" "$4" ;;
+	ns-stop) ns_stop "$2" "$3" ;;
+	ns-link) ns_link "$2" "$3" ;;
+	ns-env) ns_env "$2" "$3" ;;
 	-h | --help | "") sed -n '2,14s/^# \{0,1\}//p' "$0" ;;
 	*) ddie "unknown command: $cmd" ;;
 	esac

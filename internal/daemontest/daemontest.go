@@ -227,7 +227,11 @@ func Name(prefix string) string {
 // ends.
 func Launch(t testing.TB, c *lxc.Client, name string, cfg Config) {
 	t.Helper()
-	args := []string{"launch", Image, name}
+	image, ref := Image, name
+	if c.Remote != "" {
+		image, ref = c.Remote+":"+Image, c.Remote+":"+name
+	}
+	args := []string{"launch", image, ref}
 	if c.Kind == migrate.KindIncus {
 		args = append(args, "-c", "migration.stateful=true")
 	}
@@ -235,7 +239,7 @@ func Launch(t testing.TB, c *lxc.Client, name string, cfg Config) {
 		args = append(args, "-c", "raw.lxc="+raw)
 	}
 	Delete(t, c, name)
-	if _, err := c.Host.Run(context.Background(), append([]string{bin(c)}, args...), host.RunOptions{}); err != nil {
+	if _, err := c.Host.Run(context.Background(), append([]string{bin(c)}, args...), host.RunOptions{Env: c.Env}); err != nil {
 		t.Fatalf("launch %s: %v", name, err)
 	}
 }
@@ -247,8 +251,8 @@ func Delete(t testing.TB, c *lxc.Client, name string) {
 		if c.Remote != "" {
 			ref = c.Remote + ":" + name
 		}
-		_, _ = c.Host.Run(context.Background(), []string{bin(c), "delete", "--force", ref}, host.RunOptions{Timeout: time.Minute})
-		if c.Remote == "" {
+		_, _ = c.Host.Run(context.Background(), []string{bin(c), "delete", "--force", ref}, host.RunOptions{Timeout: time.Minute, Env: c.Env})
+		if c.Remote == "" || c.LogRoot != "" {
 			// The daemons keep a deleted instance's log directory.
 			for _, d := range c.LogDirs(name) {
 				_ = os.RemoveAll(d)

@@ -32,6 +32,13 @@ type Client struct {
 	Remote string
 	// Timeout bounds each command; 0 means two minutes.
 	Timeout time.Duration
+	// Env is added to the client's environment (LXD_SOCKET, INCUS_CONF,
+	// ... for a daemon that is not the host's default one).
+	Env []string
+	// LogRoot and LibRoot are where the daemon keeps its logs and data as
+	// seen from Host; empty means the packages' paths (/var/log/lxd,
+	// /var/lib/lxd, /var/log/incus, /var/lib/incus).
+	LogRoot, LibRoot string
 }
 
 // NewClient returns the client for a target's kind and remote on h.
@@ -83,7 +90,7 @@ func (c *Client) run(ctx context.Context, args ...string) (*host.Result, error) 
 	if to == 0 {
 		to = 2 * time.Minute
 	}
-	return c.Host.Run(ctx, append([]string{c.bin()}, args...), host.RunOptions{Timeout: to})
+	return c.Host.Run(ctx, append([]string{c.bin()}, args...), host.RunOptions{Timeout: to, Env: c.Env})
 }
 
 // query GETs an API path through `lxc query` and decodes the JSON answer.

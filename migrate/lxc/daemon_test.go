@@ -186,3 +186,53 @@ func TestIdmappedRestoreIsCaught(t *testing.T) {
 		t.Errorf("journal result %q", j.Result)
 	}
 }
+
+// A live move to a second daemon (its own network and mount namespace, same
+// paths) and back: the process carries on both ways.
+func TestMoveAndBack(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			a, b := daemontest.Pair(t, kind)
+			name := daemontest.Name("move")
+			daemontest.Launch(t, a, name, daemontest.NoConsole)
+			daemontest.StartCounter(t, a, name)
+			r := newRunner(t)
+
+			at, err := daemontest.Counter(context.Background(), a, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			j := runOK(t, r, lxc.Op{Kind: lxc.OpMove, Client: a, Instance: name, Dest: b, DestRemote: "b", Check: daemontest.CounterCarriesOn(at)})
+			checkContinuityChecked(t, j)
+			checkMoveLogs(t, j)
+
+			at, err = daemontest.Counter(context.Background(), b, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			j = runOK(t, r, lxc.Op{Kind: lxc.OpMove, Client: b, Instance: name, Dest: a, DestRemote: "a", Check: daemontest.CounterCarriesOn(at)})
+			checkContinuityChecked(t, j)
+			checkMoveLogs(t, j)
+		})
+	}
+}
+
+// checkMoveLogs wants both sides' CRIU logs in the run: the source's dump
+// log is deleted with the moved instance, ferry must have copied it first.
+func checkMoveLogs(t *testing.T, j *migrate.Journal) {
+	t.Helper()
+	var logs []string
+	for _, s := range j.Steps {
+		if s.Name == lxc.OpMove {
+			for _, v := range s.Notes {
+				logs = append(logs, v)
+			}
+		}
+	}
+	all := strings.Join(logs, "\n")
+	for _, want := range []string{"source-migration_dump_", "target-migration_restore_"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("move step logs %q: no %s*.log", logs, want)
+		}
+	}
+}

@@ -19,6 +19,9 @@ import (
 // LogDirs are the per-instance log directories of a daemon, in the order
 // tried: Debian/distribution packages first, then the snap.
 func (c *Client) LogDirs(name string) []string {
+	if c.LogRoot != "" {
+		return []string{c.LogRoot + "/" + name}
+	}
 	if c.Kind == migrate.KindIncus {
 		return []string{"/var/log/incus/" + name, "/var/lib/incus/logs/" + name}
 	}
@@ -27,6 +30,9 @@ func (c *Client) LogDirs(name string) []string {
 
 // StateDirs are where a stateful stop leaves its images and dump.log.
 func (c *Client) StateDirs(name string) []string {
+	if c.LibRoot != "" {
+		return []string{c.LibRoot + "/containers/" + name + "/state"}
+	}
 	if c.Kind == migrate.KindIncus {
 		return []string{"/var/lib/incus/containers/" + name + "/state"}
 	}
