@@ -420,6 +420,11 @@ ns_stop() {
 		done
 		kill -9 "$pid" 2>/dev/null || true
 	fi
+	# Whatever still runs in the namespace (a container monitor the
+	# daemon left behind) was started there by us: end it.
+	for pid in $(ip netns pids "ferry-$name" 2>/dev/null); do
+		kill -9 "$pid" 2>/dev/null || true
+	done
 	ip netns del "ferry-$name" 2>/dev/null || true
 	rm -rf "$d"
 	dlog "$kind@$name: stopped and removed"

@@ -209,11 +209,12 @@ func (w *watcher) stop() []Collected {
 // lift picks the lines that explain a failure from collected logs, root
 // cause first: known signatures (explain) printed before CRIU's final
 // "FAILED." line, then CRIU's other Error lines before it, liblxc's ERROR
-// lines written since the operation started, CRIU's Warn lines, and last
-// whatever CRIU printed while tearing down after "FAILED.". explain.Lift
+// lines written since the operation started, the client's error message,
+// CRIU's Warn lines, and last whatever CRIU printed while tearing down after
+// "FAILED.". explain.Lift
 // drops the lines known to be harmless. It returns the lines and the log
 // that holds the first one.
-func lift(logs []Collected, since time.Time) ([]string, string) {
+func lift(logs []Collected, since time.Time, cmdErr error) ([]string, string) {
 	type cand struct {
 		rank int
 		line string
@@ -234,7 +235,7 @@ func lift(logs []Collected, since time.Time) ([]string, string) {
 		for _, m := range explain.Explain([]explain.Input{{Name: l.Path, Text: text}}) {
 			r := 0
 			if after[m.Line] {
-				r = 4
+				r = 5
 			}
 			matched[m.Line] = true
 			cands = append(cands, cand{r, m.Line, l.Path})
@@ -252,13 +253,23 @@ func lift(logs []Collected, since time.Time) ([]string, string) {
 			r := 1
 			switch {
 			case after[line] || strings.Contains(line, "FAILED."):
-				r = 4
+				r = 5
 			case !l.CRIU:
 				r = 2
 			case !strings.Contains(line, "Error ("):
-				r = 3
+				r = 4
 			}
 			cands = append(cands, cand{r, line, l.Path})
+		}
+	}
+	// The client's own words come after the logs' errors and before
+	// CRIU's warnings: when no log says more, they are the cause.
+	var ce *host.CommandError
+	if errors.As(cmdErr, &ce) && ce.Stderr != "" {
+		for _, line := range strings.Split(ce.Stderr, "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				cands = append(cands, cand{3, line, ""})
+			}
 		}
 	}
 	slices.SortStableFunc(cands, func(a, b cand) int { return a.rank - b.rank })
@@ -268,7 +279,7 @@ func lift(logs []Collected, since time.Time) ([]string, string) {
 		if slices.Contains(lines, c.line) {
 			continue
 		}
-		if logPath == "" {
+		if logPath == "" && c.from != "" {
 			logPath = c.from
 		}
 		lines = append(lines, c.line)

@@ -52,7 +52,7 @@ func TestLiftRootCauseFirst(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join("testdata", tt.file)
-			lines, from := lift([]Collected{{Path: path, CRIU: tt.criu}}, tt.since)
+			lines, from := lift([]Collected{{Path: path, CRIU: tt.criu}}, tt.since, nil)
 			if len(lines) == 0 {
 				t.Fatal("nothing lifted")
 			}

@@ -165,7 +165,7 @@ func (r *Runner) Run(ctx context.Context, op Op) (*migrate.Journal, error) {
 			s.Notes[fmt.Sprintf("log%d", i)] = relPath(run.Dir, l.Path) + " <- " + l.From
 		}
 		if err != nil {
-			lines, from := lift(logs, started)
+			lines, from := lift(logs, started, err)
 			f := &migrate.Failure{Op: op.Kind, Log: from, Lifted: lines, Err: err}
 			if len(lines) == 0 {
 				f.Log = ""
@@ -180,9 +180,18 @@ func (r *Runner) Run(ctx context.Context, op Op) (*migrate.Journal, error) {
 		}
 		return nil
 	})
+	// LXD 5.0.2 can fail a move AFTER the target took over: "Failed to
+	// delete original instance after copying it: ... Instance is busy
+	// running a "stop" operation". The workload then runs on the target
+	// and a stopped copy is left on the source. Verify the target, and
+	// only then finish the move by deleting the stopped source copy.
+	leftover := false
 	if opErr != nil {
-		where(r.afterFailure(ctx, op))
-		return fail(op.Kind, opErr)
+		if op.Kind != OpMove || !r.movedButSourceLeft(ctx, op) {
+			where(r.afterFailure(ctx, op))
+			return fail(op.Kind, opErr)
+		}
+		leftover = true
 	}
 
 	// 4. Verify: never trust the exit code.
@@ -191,12 +200,22 @@ func (r *Runner) Run(ctx context.Context, op Op) (*migrate.Journal, error) {
 		verifyHost = op.Dest.Name()
 	}
 	if err := run.Step(migrate.StepVerify, verifyHost, func(s *migrate.Step) error {
-		notes, err := r.verify(ctx, op, before)
+		notes, err := r.verify(ctx, op, before, leftover)
 		s.Notes = notes
 		return err
 	}); err != nil {
 		where(r.afterFailure(ctx, op))
 		return fail(migrate.StepVerify, err)
+	}
+	if leftover {
+		if err := run.Step("delete-source-copy", hn, func(s *migrate.Step) error {
+			s.Notes = map[string]string{"why": "the daemon's move failed after the target took over (" + opErr.Error() + "); the target verified, so ferry deleted the stopped copy on the source"}
+			_, err := c.run(ctx, "delete", c.ref(op.Instance))
+			return err
+		}); err != nil {
+			where(r.afterFailure(ctx, op))
+			return fail("delete-source-copy", err)
+		}
 	}
 	switch op.Kind {
 	case OpStop:
@@ -209,6 +228,17 @@ func (r *Runner) Run(ctx context.Context, op Op) (*migrate.Journal, error) {
 	_ = run.Finish(migrate.RunOK, nil)
 	jj := run.Journal()
 	return &jj, nil
+}
+
+// movedButSourceLeft reports whether a failed move left the instance running
+// on the target and stopped on the source.
+func (r *Runner) movedButSourceLeft(ctx context.Context, op Op) bool {
+	dst, err := op.Dest.State(ctx, op.Instance)
+	if err != nil || dst.Status != "Running" {
+		return false
+	}
+	src, err := op.Client.Instance(ctx, op.Instance)
+	return err == nil && src.Status == "Stopped"
 }
 
 func (r *Runner) preflight(ctx context.Context, op Op) (*Capabilities, error) {
@@ -341,7 +371,9 @@ func (r *Runner) lookup(op Op) ([]Process, string) {
 	return nil, ""
 }
 
-func (r *Runner) verify(ctx context.Context, op Op, before []Process) (map[string]string, error) {
+// verify checks op's outcome; leftover says a stopped source copy is
+// expected after a move (deleted next).
+func (r *Runner) verify(ctx context.Context, op Op, before []Process, leftover bool) (map[string]string, error) {
 	c := op.Client
 	var notes map[string]string
 	var err error
@@ -374,7 +406,7 @@ func (r *Runner) verify(ctx context.Context, op Op, before []Process) (map[strin
 		}
 	case OpMove:
 		notes, err = op.Dest.verifyRunning(ctx, op.Instance, "the move", before)
-		if err == nil {
+		if err == nil && !leftover {
 			err = c.instanceGone(ctx, op.Instance)
 		}
 	}
