@@ -412,7 +412,7 @@ ns_stop() {
 		pid=$(cat "$d/pid")
 		case $kind in
 		lxd) timeout 60 nsenter --net="/run/netns/ferry-$name" -- env $(ns_env lxd "$name") lxd shutdown >/dev/null 2>&1 || true ;;
-		incus) timeout 60 ns_cli incus "$name" admin shutdown >/dev/null 2>&1 || true ;;
+		incus) timeout 60 nsenter --net="/run/netns/ferry-$name" -- env $(ns_env incus "$name") incus admin shutdown >/dev/null 2>&1 || true ;;
 		esac
 		for i in $(seq 1 100); do
 			kill -0 "$pid" 2>/dev/null || break

@@ -3,6 +3,7 @@ package lxc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferry-migrate/ferry/internal/daemontest"
+	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/migrate"
 	"github.com/ferry-migrate/ferry/migrate/lxc"
 	"github.com/ferry-migrate/ferry/report/explain"
@@ -24,8 +26,19 @@ func TestMain(m *testing.M) {
 var kinds = []string{migrate.KindLXD, migrate.KindIncus}
 
 func newRunner(t *testing.T) *lxc.Runner {
-	return &lxc.Runner{Store: migrate.Store{Dir: t.TempDir()}, Command: []string{"ferry", "test"}}
+	return &lxc.Runner{Store: newStore(t), Command: []string{"ferry", "test"}}
 }
+
+func newStore(t testing.TB) migrate.Store { return migrate.Store{Dir: t.TempDir()} }
+
+func snapshotDelete(c *lxc.Client, name, snap string) []string {
+	if c.Kind == migrate.KindIncus {
+		return []string{"incus", "snapshot", "delete", name, snap}
+	}
+	return []string{"lxc", "delete", name + "/" + snap}
+}
+
+func hostOpts() host.RunOptions { return host.RunOptions{} }
 
 func ctxFor(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -41,7 +54,11 @@ func runOK(t *testing.T, r *lxc.Runner, op lxc.Op) *migrate.Journal {
 	if err != nil {
 		t.Fatalf("%s %s: %v\njournal: %+v", op.Kind, op.Instance, err, j)
 	}
-	t.Logf("%s %s: ok in %s", op.Kind, op.Instance, time.Since(start).Round(time.Millisecond))
+	var steps []string
+	for _, s := range j.Steps {
+		steps = append(steps, fmt.Sprintf("%s %s", s.Name, s.Duration.Round(time.Millisecond)))
+	}
+	t.Logf("%s %s: ok in %s (%s)", op.Kind, op.Instance, time.Since(start).Round(time.Millisecond), strings.Join(steps, ", "))
 	return j
 }
 

@@ -256,3 +256,36 @@ func TestPreflightRefuses(t *testing.T) {
 		})
 	}
 }
+
+// A move that exits 0 but leaves the target stopped (measured with Incus
+// 6.0.4: the source deleted, running state lost) is a failed move.
+func TestMoveTargetStoppedIsFailure(t *testing.T) {
+	ps := fakeAnswer{out: "1\tinit \n6\tsh -c counter \n"}
+	noDir := fakeAnswer{exit: 2, err: "ls: cannot access '/var/log/incus/c1': No such file or directory"}
+	h := newFake(t, map[string]fakeAnswer{
+		"incus query a:/1.0":                    {out: server("6.0.4")},
+		"incus query b:/1.0":                    {out: server("6.0.4")},
+		"incus query a:/1.0/instances/c1":       {out: `{"name":"c1","status":"Running","type":"container","expanded_config":{"migration.stateful":"true"}}`},
+		"incus query b:/1.0/instances/c1":       {exit: 1, err: "Error: Instance not found"},
+		"incus query b:/1.0/instances/c1/state": {out: `{"status":"Stopped","pid":0}`},
+		"incus exec a:c1 -- sh -c " + psScript:  ps,
+		"ls -1A /var/log/incus/c1":              noDir,
+		"ls -1A /var/lib/incus/logs/c1":         noDir,
+		"incus move a:c1 b:c1":                  {},
+	})
+	a := &Client{Host: h, Kind: migrate.KindIncus, Remote: "a"}
+	b := &Client{Host: h, Kind: migrate.KindIncus, Remote: "b"}
+	r := &Runner{Store: migrate.Store{Dir: t.TempDir()}, Gap: time.Millisecond}
+	j, err := r.Run(context.Background(), Op{Kind: OpMove, Client: a, Instance: "c1", Dest: b, DestRemote: "b"})
+	var sm *StatusMismatchError
+	if !errors.As(err, &sm) || sm.Status != "Stopped" || sm.Want != "Running" {
+		t.Fatalf("error %v: want the stopped target reported", err)
+	}
+	var oe *migrate.OpError
+	if !errors.As(err, &oe) || oe.Step != migrate.StepVerify {
+		t.Fatalf("error %v: want the verify step to fail (the daemon exited 0)", err)
+	}
+	if j.Result != migrate.RunFailed || !strings.Contains(j.Error, "is Stopped, not Running") {
+		t.Errorf("journal result %q error %q", j.Result, j.Error)
+	}
+}
