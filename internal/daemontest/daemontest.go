@@ -185,6 +185,7 @@ func Teardown() {
 	}
 	if len(started) == 0 {
 		_ = os.RemoveAll(WrapperDir)
+		_ = os.Remove(filepath.Dir(WrapperDir)) // only when empty
 	}
 }
 
@@ -258,6 +259,17 @@ func Delete(t testing.TB, c *lxc.Client, name string) {
 				_ = os.RemoveAll(d)
 			}
 		}
+		if c.Remote == "" && c.Kind == migrate.KindIncus {
+			_ = os.RemoveAll("/run/incus/" + name)
+		}
+		// Each CRIU restore leaves empty cgroups behind; rmdir removes
+		// only empty ones.
+		for _, pat := range []string{"/sys/fs/cgroup/*/lxc.payload." + name, "/sys/fs/cgroup/*/lxc.monitor." + name} {
+			ds, _ := filepath.Glob(pat)
+			for _, d := range ds {
+				removeEmptyTree(d)
+			}
+		}
 	})
 }
 
@@ -323,4 +335,19 @@ func CounterCarriesOn(min int) func(ctx context.Context, c *lxc.Client, name str
 		}
 		return nil
 	}
+}
+
+// removeEmptyTree removes a directory tree of empty cgroups, deepest first;
+// a cgroup that still holds a process stays.
+func removeEmptyTree(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			removeEmptyTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	_ = os.Remove(dir)
 }
