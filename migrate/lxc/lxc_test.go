@@ -128,6 +128,8 @@ type fakeHost struct {
 	t    *testing.T
 	want map[string]fakeAnswer
 	used map[string]bool
+	// then holds answers that replace want[k] in turn once it was used.
+	then map[string][]fakeAnswer
 }
 
 type fakeAnswer struct {
@@ -158,6 +160,10 @@ func (f *fakeHost) Run(_ context.Context, argv []string, _ host.RunOptions) (*ho
 	if !ok {
 		f.t.Errorf("unexpected command: %s", k)
 		return nil, &host.CommandError{Host: "fake", Argv: argv, ExitCode: -1, Err: host.ErrNotFound}
+	}
+	if f.used[k] && len(f.then[k]) > 0 {
+		a, f.then[k] = f.then[k][0], f.then[k][1:]
+		f.want[k] = a
 	}
 	f.used[k] = true
 	res := &host.Result{Argv: argv, Stdout: []byte(a.out), ExitCode: a.exit}
@@ -287,5 +293,49 @@ func TestMoveTargetStoppedIsFailure(t *testing.T) {
 	}
 	if j.Result != migrate.RunFailed || !strings.Contains(j.Error, "is Stopped, not Running") {
 		t.Errorf("journal result %q error %q", j.Result, j.Error)
+	}
+}
+
+// LXD 5.0.2 fails a move after the target took over ("Failed to delete
+// original instance after copying it"): ferry verifies the target, then
+// deletes the stopped source copy, and says so in the journal.
+func TestMoveSourceDeleteRaceIsFinished(t *testing.T) {
+	ps := fakeAnswer{out: "1\tinit \n6\tsh -c counter \n"}
+	noDir := fakeAnswer{exit: 2, err: "ls: cannot access: No such file or directory"}
+	h := newFake(t, map[string]fakeAnswer{
+		"lxc query a:/1.0":                            {out: server("5.0.2")},
+		"lxc query b:/1.0":                            {out: server("5.0.2")},
+		"lxc query a:/1.0/instances/c1":               {out: `{"name":"c1","status":"Running","type":"container"}`},
+		"lxc query b:/1.0/instances/c1":               {exit: 1, err: "Error: Instance not found"},
+		"lxc query b:/1.0/instances/c1/state":         {out: `{"status":"Running","pid":42}`},
+		"lxc exec a:c1 -- sh -c " + psScript:          ps,
+		"lxc exec b:c1 -- sh -c " + psScript:          ps,
+		"lxc exec b:c1 -- touch /.ferry-verify-write": {},
+		"lxc exec b:c1 -- rm -f /.ferry-verify-write": {},
+		"ls -1A /var/log/lxd/c1":                      noDir,
+		"ls -1A /var/snap/lxd/common/lxd/logs/c1":     noDir,
+		"lxc delete a:c1":                             {},
+		"lxc move a:c1 b:c1":                          {exit: 1, err: `Error: Failed to delete original instance after copying it: Failed to create instance delete operation: Instance is busy running a "stop" operation`},
+	})
+	h.then = map[string][]fakeAnswer{
+		"lxc query a:/1.0/instances/c1": {{out: `{"name":"c1","status":"Stopped","type":"container"}`}},
+	}
+	a := &Client{Host: h, Kind: migrate.KindLXD, Remote: "a"}
+	b := &Client{Host: h, Kind: migrate.KindLXD, Remote: "b"}
+	r := &Runner{Store: migrate.Store{Dir: t.TempDir()}, Gap: time.Millisecond}
+	j, err := r.Run(context.Background(), Op{Kind: OpMove, Client: a, Instance: "c1", Dest: b, DestRemote: "b"})
+	if err != nil {
+		t.Fatalf("move: %v", err)
+	}
+	var names []string
+	for _, s := range j.Steps {
+		names = append(names, s.Name+":"+s.Result)
+	}
+	want := []string{"preflight:ok", "record-processes:ok", "move:failed", "verify:ok", "delete-source-copy:ok"}
+	if d := cmp.Diff(want, names); d != "" {
+		t.Errorf("steps (-want +got):\n%s", d)
+	}
+	if j.Result != migrate.RunOK || !strings.Contains(j.Workload, "on lxd:b@fake (running)") {
+		t.Errorf("result %q workload %q", j.Result, j.Workload)
 	}
 }
