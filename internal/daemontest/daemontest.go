@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,7 +34,31 @@ const Image = "busybox"
 var (
 	mu      sync.Mutex
 	started = map[string]bool{} // daemons this process started
+	// lock serialises test processes (go test runs packages in parallel):
+	// one package's Teardown must not stop a daemon another one uses.
+	lock *os.File
 )
+
+// LockPath is the file whose flock a test process holds while it uses the
+// daemons.
+const LockPath = "/run/ferry-daemontest.lock"
+
+// acquire takes the cross-process lock once per process; mu is held.
+func acquire(t testing.TB) {
+	t.Helper()
+	if lock != nil {
+		return
+	}
+	f, err := os.OpenFile(LockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("lock %s: %v", LockPath, err)
+	}
+	lock = f
+}
 
 // script finds scripts/daemons.sh from the module root above the working
 // directory.
@@ -126,6 +151,7 @@ func daemon(t testing.TB, kind string, idmapped bool) *lxc.Client {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	acquire(t)
 	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	env := []string{}
 	dir, err := writeWrapper()
@@ -186,6 +212,10 @@ func Teardown() {
 	if len(started) == 0 {
 		_ = os.RemoveAll(WrapperDir)
 		_ = os.Remove(filepath.Dir(WrapperDir)) // only when empty
+	}
+	if lock != nil {
+		lock.Close() // releases the flock
+		lock = nil
 	}
 }
 

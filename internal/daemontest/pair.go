@@ -35,6 +35,9 @@ func Pair(t testing.TB, kind string) (a, b *lxc.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	acquire(t)
+	mu.Unlock()
 	wrapper, err := writeWrapper()
 	if err != nil {
 		t.Fatal(err)
