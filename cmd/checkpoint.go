@@ -91,6 +91,9 @@ func checkpointRun(ctx context.Context, opts *CheckpointOptions) error {
 		}
 		return runDaemonOp(ctx, daemonRequest{IO: opts.IO, Format: opts.Format, Engine: opts.Engine, Host: opts.Host, Target: t, Op: op, Snapshot: opts.Snapshot})
 	}
+	if opts.Snapshot != "" || opts.Stop {
+		return exit.Usagef("--snapshot and --stop take lxd:NAME or incus:NAME targets", "--snapshot and --stop are not for %s targets", t.Kind)
+	}
 	if t.Kind != migrate.KindPID {
 		return exit.Usagef("use pid:N; testbed, lxd and incus targets are checkpointed by ferry migrate and the runtime commands",
 			"checkpoint of %s targets is not supported yet", t.Kind)

@@ -69,6 +69,7 @@ func TestDaemonTargetUsage(t *testing.T) {
 		{[]string{"restore", "lxd:c1", "--dir", "/tmp/x"}, "--dir cannot be used"},
 		{[]string{"restore", "pid:12"}, "not supported"},
 		{[]string{"restore"}, `required flag(s) "dir" not set`},
+		{[]string{"checkpoint", "pid:12", "--snapshot", "s1"}, "not for pid targets"},
 	}
 	for _, tt := range tests {
 		io, _, errOut := testIO()

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ferry-migrate/ferry/internal/criubin"
+	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/migrate"
 )
 
@@ -53,7 +55,9 @@ func (c *Client) Probe(ctx context.Context) (*Capabilities, error) {
 		caps.Why = fmt.Sprintf("LXD %s: Canonical LXD removed container live migration and stateful container operations in 6.6", v)
 	}
 	if c.Remote == "" {
-		info, err := criubin.Find(ctx, c.Host, "")
+		// The CRIU that counts is the one the daemon finds on ITS PATH
+		// (Incus' /etc/default/incus puts Debian's broken criu first).
+		info, err := criubin.Find(ctx, c.Host, c.daemonCRIU(ctx))
 		switch {
 		case err != nil:
 			caps.Stateful, caps.Why = false, "no CRIU on "+c.Host.Name()+": "+err.Error()
@@ -61,7 +65,7 @@ func (c *Client) Probe(ctx context.Context) (*Capabilities, error) {
 			caps.CRIU = info.VersionString
 			if info.Version.Less(MinCRIU) && caps.Stateful {
 				caps.Stateful = false
-				caps.Why = fmt.Sprintf("CRIU %s on %s is older than %s, which this kernel needs", info.VersionString, c.Host.Name(), MinCRIU)
+				caps.Why = fmt.Sprintf("the %s daemon runs CRIU %s (%s) on %s, older than %s, which this kernel needs", c.Product(), info.VersionString, info.Path, c.Host.Name(), MinCRIU)
 			}
 		}
 	}
@@ -126,3 +130,37 @@ func (c *Client) preflight(ctx context.Context, op, name, wantStatus string, nee
 }
 
 var errNoSnapshot = errors.New("snapshot has no saved state")
+
+// daemonCRIU is the criu the local daemon's PATH finds first, or "" when
+// the daemon process or its environment cannot be read (then the caller's
+// PATH decides).
+func (c *Client) daemonCRIU(ctx context.Context) string {
+	name := "lxd"
+	if c.Kind == migrate.KindIncus {
+		name = "incusd"
+	}
+	out, err := host.Output(ctx, c.Host, "pgrep", "-o", "-x", name)
+	if err != nil {
+		return ""
+	}
+	pid := strings.TrimSpace(string(out))
+	env, err := host.ReadFile(ctx, c.Host, "/proc/"+pid+"/environ", 1<<20)
+	if err != nil {
+		return ""
+	}
+	for _, kv := range strings.Split(string(env), "\x00") {
+		path, ok := strings.CutPrefix(kv, "PATH=")
+		if !ok {
+			continue
+		}
+		for _, dir := range strings.Split(path, ":") {
+			if dir == "" {
+				continue
+			}
+			if ok, _ := host.Exists(ctx, c.Host, dir+"/criu"); ok {
+				return dir + "/criu"
+			}
+		}
+	}
+	return ""
+}

@@ -130,6 +130,8 @@ type fakeHost struct {
 	used map[string]bool
 	// then holds answers that replace want[k] in turn once it was used.
 	then map[string][]fakeAnswer
+	// files are what Open finds.
+	files map[string]string
 }
 
 type fakeAnswer struct {
@@ -151,7 +153,10 @@ func newFake(t *testing.T, want map[string]fakeAnswer) *fakeHost {
 }
 
 func (f *fakeHost) Name() string { return "fake" }
-func (f *fakeHost) Open(context.Context, string) (io.ReadCloser, error) {
+func (f *fakeHost) Open(_ context.Context, path string) (io.ReadCloser, error) {
+	if b, ok := f.files[path]; ok {
+		return io.NopCloser(strings.NewReader(b)), nil
+	}
 	return nil, os.ErrNotExist
 }
 func (f *fakeHost) Run(_ context.Context, argv []string, _ host.RunOptions) (*host.Result, error) {
@@ -186,17 +191,34 @@ func server(version string) string {
 
 func TestPreflightRefuses(t *testing.T) {
 	criuOK := fakeAnswer{out: "Version: 4.2.1\n"}
+	noDaemon := fakeAnswer{exit: 1}
 	tests := []struct {
-		name string
-		kind string
-		cmds map[string]fakeAnswer
-		op   Op
-		want any
+		name  string
+		kind  string
+		cmds  map[string]fakeAnswer
+		files map[string]string
+		op    Op
+		want  any
 	}{
+		{
+			name: "the daemon's PATH finds Debian's CRIU 3.17 first",
+			kind: migrate.KindIncus,
+			cmds: map[string]fakeAnswer{
+				"incus query /1.0":         {out: server("6.0.4")},
+				"pgrep -o -x incusd":       {out: "4242\n"},
+				"/usr/sbin/criu --version": {out: "Version: 3.17.1\n"},
+			},
+			files: map[string]string{
+				"/proc/4242/environ": "PATH=/usr/libexec/incus:/usr/sbin:/usr/local/sbin\x00HOME=/root\x00",
+				"/usr/sbin/criu":     "",
+			},
+			op:   Op{Kind: OpSnapshot, Instance: "c1", Snapshot: "s1"},
+			want: new(*CapabilityError),
+		},
 		{
 			name: "lxd 6.6 has no container live migration",
 			kind: migrate.KindLXD,
-			cmds: map[string]fakeAnswer{"lxc query /1.0": {out: server("6.6")}, "criu --version": criuOK},
+			cmds: map[string]fakeAnswer{"lxc query /1.0": {out: server("6.6")}, "pgrep -o -x lxd": noDaemon, "criu --version": criuOK},
 			op:   Op{Kind: OpSnapshot, Instance: "c1", Snapshot: "s1"},
 			want: new(*CapabilityError),
 		},
@@ -205,6 +227,7 @@ func TestPreflightRefuses(t *testing.T) {
 			kind: migrate.KindIncus,
 			cmds: map[string]fakeAnswer{
 				"incus query /1.0":              {out: server("6.0.4")},
+				"pgrep -o -x incusd":            noDaemon,
 				"criu --version":                criuOK,
 				"incus query /1.0/instances/c1": {out: `{"name":"c1","status":"Running","type":"container","expanded_config":{}}`},
 			},
@@ -216,6 +239,7 @@ func TestPreflightRefuses(t *testing.T) {
 			kind: migrate.KindLXD,
 			cmds: map[string]fakeAnswer{
 				"lxc query /1.0":                           {out: server("5.0.2")},
+				"pgrep -o -x lxd":                          noDaemon,
 				"criu --version":                           criuOK,
 				"lxc query /1.0/instances/c1":              {out: `{"name":"c1","status":"Running","type":"container"}`},
 				"lxc query /1.0/instances/c1/snapshots/s1": {out: `{"name":"s1","stateful":false}`},
@@ -228,6 +252,7 @@ func TestPreflightRefuses(t *testing.T) {
 			kind: migrate.KindLXD,
 			cmds: map[string]fakeAnswer{
 				"lxc query /1.0":              {out: server("5.0.2")},
+				"pgrep -o -x lxd":             noDaemon,
 				"criu --version":              criuOK,
 				"lxc query /1.0/instances/c1": {out: `{"name":"c1","status":"Stopped","type":"container"}`},
 			},
@@ -245,6 +270,7 @@ func TestPreflightRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newFake(t, tt.cmds)
+			h.files = tt.files
 			op := tt.op
 			op.Client = &Client{Host: h, Kind: tt.kind}
 			r := &Runner{Store: migrate.Store{Dir: t.TempDir()}}
