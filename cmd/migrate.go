@@ -207,16 +207,7 @@ func migrateRun(ctx context.Context, opts *MigrateOptions) error {
 			return compatible(ctx, info.Path, p.SourceHost(), p.DestHost(), opts.Force, opts.IO)
 		},
 	})
-	if j != nil {
-		if werr := output.Write(opts.IO.Out, opts.Format, j); werr != nil && err == nil {
-			return werr
-		}
-	}
-	err = operationError(err)
-	if err != nil && !opts.NoReport && j != nil {
-		err = exit.WithHint(err, "bundle the run for a bug report: ferry collect --run "+j.ID)
-	}
-	return err
+	return finishMigrate(opts, j, err)
 }
 
 // migrateDaemonRun moves an LXD or Incus instance live with the daemon's
@@ -239,6 +230,12 @@ func migrateDaemonRun(ctx context.Context, opts *MigrateOptions, t migrate.Targe
 	}
 	r := &lxc.Runner{Store: opts.Engine.Store, Command: opts.Engine.Command, Now: opts.Engine.Now}
 	j, err := r.Run(ctx, lxc.Op{Kind: lxc.OpMove, Client: src, Instance: t.Name, Dest: dst, DestRemote: opts.Remote})
+	return finishMigrate(opts, j, err)
+}
+
+// finishMigrate prints a migration's journal and turns its error into the
+// exit code and hints a user needs.
+func finishMigrate(opts *MigrateOptions, j *migrate.Journal, err error) error {
 	if j != nil {
 		if werr := output.Write(opts.IO.Out, opts.Format, j); werr != nil && err == nil {
 			return werr

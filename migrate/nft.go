@@ -15,9 +15,15 @@ import (
 
 // criuTables lists the CRIU lock tables on h; errors (no nft) give none.
 func criuTables(ctx context.Context, h host.Host) map[string]bool {
+	t, _ := CRIUTables(ctx, h)
+	return t
+}
+
+// CRIUTables lists CRIU's network-lock tables on h as "family name".
+func CRIUTables(ctx context.Context, h host.Host) (map[string]bool, error) {
 	out, err := host.Output(ctx, h, "nft", "list", "tables")
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	tables := map[string]bool{}
 	for _, l := range strings.Split(string(out), "\n") {
@@ -26,7 +32,7 @@ func criuTables(ctx context.Context, h host.Host) map[string]bool {
 			tables[f[1]+" "+f[2]] = true
 		}
 	}
-	return tables
+	return tables, nil
 }
 
 // dropCRIUTables deletes the lock tables that exist now but not in before.

@@ -103,7 +103,7 @@ func (e *Engine) recover(ctx context.Context, run *Run, j *Journal, rec Recovery
 		}
 		return fmt.Sprintf("pid:%d on %s (restored from %s)", res.PID, rec.Host.Name(), j.ImagesDir), nil
 	case "T", "t":
-		for _, p := range tree(t.PID) {
+		for _, p := range ProcessTree(t.PID) {
 			_ = syscall.Kill(p, syscall.SIGCONT)
 		}
 		s.Notes = map[string]string{"continued": strconv.Itoa(t.PID)}
@@ -134,8 +134,8 @@ func procState(pid int) string {
 	return s[i+2 : i+3]
 }
 
-// tree lists pid and its descendants.
-func tree(pid int) []int {
+// ProcessTree lists pid and its descendants on this machine.
+func ProcessTree(pid int) []int {
 	out := []int{pid}
 	for i := 0; i < len(out); i++ {
 		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", out[i]))

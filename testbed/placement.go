@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/migrate"
+	"github.com/ferry-migrate/ferry/migrate/criu"
 	"github.com/ferry-migrate/ferry/testbed/zoo"
 )
 
@@ -164,7 +165,7 @@ func (p *Placement) Transfer(ctx context.Context, s *migrate.Step) error {
 	}
 	p.transferred = true
 	s.Notes = map[string]string{"rootfs": p.dstRoot, "images": p.imgDst,
-		"image_bytes": strconv.FormatInt(dirBytes(p.imgDst), 10)}
+		"image_bytes": strconv.FormatInt(criu.ImageBytes(p.imgDst), 10)}
 	return nil
 }
 
@@ -280,7 +281,7 @@ func (p *Placement) Resume(ctx context.Context) error {
 		if p.w.Net == NetOwn {
 			_, _ = deleteCRIUTables(ctx, inner)
 		}
-		for _, q := range tree(p.w.Pid) {
+		for _, q := range migrate.ProcessTree(p.w.Pid) {
 			_ = syscall.Kill(q, syscall.SIGCONT)
 		}
 		return p.sourceRoutes(ctx)
@@ -377,34 +378,6 @@ func readPid(path string) int {
 		return 0
 	}
 	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return n
-}
-
-// tree lists pid and its descendants.
-func tree(pid int) []int {
-	out := []int{pid}
-	for i := 0; i < len(out); i++ {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", out[i]))
-		for _, t := range tasks {
-			b, _ := os.ReadFile(t)
-			for _, f := range strings.Fields(string(b)) {
-				if n, err := strconv.Atoi(f); err == nil {
-					out = append(out, n)
-				}
-			}
-		}
-	}
-	return out
-}
-
-func dirBytes(dir string) int64 {
-	var n int64
-	_ = filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			n += info.Size()
-		}
-		return nil
-	})
 	return n
 }
 

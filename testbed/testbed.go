@@ -20,6 +20,7 @@ import (
 
 	"github.com/ferry-migrate/ferry/internal/criubin"
 	"github.com/ferry-migrate/ferry/internal/host"
+	"github.com/ferry-migrate/ferry/migrate"
 )
 
 const (
@@ -397,22 +398,20 @@ func (tb *Testbed) down(ctx context.Context, st *State) (*DownReport, error) {
 // deleteCRIUTables deletes the `table inet CRIU-*` tables that CRIU's
 // nftables network lock leaves behind in h's network namespace.
 func deleteCRIUTables(ctx context.Context, h host.Host) ([]string, error) {
-	out, err := host.Output(ctx, h, "nft", "list", "tables")
+	tables, err := migrate.CRIUTables(ctx, h)
 	if err != nil {
 		return nil, err
 	}
 	var deleted []string
 	var errs []error
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 3 || f[0] != "table" || !strings.HasPrefix(f[2], "CRIU-") {
-			continue
-		}
-		if err := run(ctx, h, "nft", "delete", "table", f[1], f[2]); err != nil {
+	for t := range tables {
+		family, name, _ := strings.Cut(t, " ")
+		if err := run(ctx, h, "nft", "delete", "table", family, name); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		deleted = append(deleted, h.Name()+":"+f[1]+" "+f[2])
+		deleted = append(deleted, h.Name()+":"+t)
 	}
+	sort.Strings(deleted)
 	return deleted, errors.Join(errs...)
 }
