@@ -1,0 +1,334 @@
+package collect
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Redacted replaces every secret value.
+const Redacted = "[REDACTED]"
+
+// Redaction kinds, as counted in the manifest.
+const (
+	KindPEM      = "pem"      // private keys and certificates
+	KindSecret   = "secret"   // secret-looking configuration values, environment, cloud-init data
+	KindPattern  = "pattern"  // well-known token formats in free text
+	KindIPv4     = "ipv4"     // --redact-network
+	KindIPv6     = "ipv6"     // --redact-network
+	KindMAC      = "mac"      // --redact-network
+	KindHostname = "hostname" // --redact-network
+)
+
+// Redactor removes secrets from text before it is written anywhere. With
+// Network set it also maps IP addresses, MAC addresses and known host names
+// to placeholders that are stable across every file it sees (the same
+// address gets the same placeholder everywhere), as `sos clean` does. It is
+// safe for concurrent use.
+type Redactor struct {
+	Network bool
+
+	mu        sync.Mutex
+	maps      map[string]map[string]string // kind -> value -> placeholder
+	hostnames []string                     // longest first
+	hostRE    *regexp.Regexp
+}
+
+// NewRedactor returns a redactor; network enables --redact-network.
+func NewRedactor(network bool) *Redactor {
+	return &Redactor{Network: network, maps: map[string]map[string]string{}}
+}
+
+// AddHostnames registers host names to map (with --redact-network): the
+// hosts' own names, the names the user gave for them. Short names of FQDNs
+// are added too.
+func (r *Redactor) AddHostnames(names ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	for _, h := range r.hostnames {
+		seen[h] = true
+	}
+	add := func(h string) {
+		h = strings.ToLower(strings.TrimSpace(h))
+		// Too short or generic names would eat ordinary words.
+		if len(h) < 3 || h == "localhost" || h == "local" || net.ParseIP(h) != nil || seen[h] {
+			return
+		}
+		seen[h] = true
+		r.hostnames = append(r.hostnames, h)
+	}
+	for _, n := range names {
+		add(n)
+		if short, _, ok := strings.Cut(n, "."); ok {
+			add(short)
+		}
+	}
+	sort.Slice(r.hostnames, func(i, j int) bool {
+		if len(r.hostnames[i]) != len(r.hostnames[j]) {
+			return len(r.hostnames[i]) > len(r.hostnames[j])
+		}
+		return r.hostnames[i] < r.hostnames[j]
+	})
+	if len(r.hostnames) == 0 {
+		r.hostRE = nil
+		return
+	}
+	quoted := make([]string, len(r.hostnames))
+	for i, h := range r.hostnames {
+		quoted[i] = regexp.QuoteMeta(h)
+	}
+	r.hostRE = regexp.MustCompile(`(?i)(^|[^A-Za-z0-9-])(` + strings.Join(quoted, "|") + `)([^A-Za-z0-9-]|$)`)
+}
+
+// placeholder returns the stable placeholder of value in kind.
+func (r *Redactor) placeholder(kind, value string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.maps[kind]
+	if m == nil {
+		m = map[string]string{}
+		r.maps[kind] = m
+	}
+	if p, ok := m[value]; ok {
+		return p
+	}
+	p := fmt.Sprintf("[%s-%d]", kind, len(m)+1)
+	m[value] = p
+	return p
+}
+
+// Counts are redactions by kind.
+type Counts map[string]int
+
+// Total is the number of redactions of every kind.
+func (c Counts) Total() int {
+	n := 0
+	for _, v := range c {
+		n += v
+	}
+	return n
+}
+
+var (
+	// A PEM block, possibly indented (YAML block scalars), possibly cut
+	// by the size cap at either end.
+	pemBlock = regexp.MustCompile(`-----BEGIN ([A-Z0-9 ]{1,64})-----[\s\S]*?-----END [A-Z0-9 ]{1,64}-----`)
+	pemBegin = regexp.MustCompile(`-----BEGIN ([A-Z0-9 ]{1,64})-----`)
+	pemEnd   = regexp.MustCompile(`-----END ([A-Z0-9 ]{1,64})-----`)
+
+	// key: value, key = value, "key": "value", with an optional list dash.
+	kvLine = regexp.MustCompile(`^(\s*(?:-\s+)?)("?)([A-Za-z0-9_.\-/]+)("?\s*[:=]\s?)(.*)$`)
+
+	// Inline secret assignments in free text: password=..., token: ...
+	inlineSecret = regexp.MustCompile(`(?i)([A-Za-z0-9_.-]*(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)[A-Za-z0-9_.-]*"?)(\s*[=:]\s*)("[^"\n]*"|'[^'\n]*'|[^\s,;&"'\]\)}]+)`)
+
+	patterns = []*regexp.Regexp{
+		regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`),                          // AWS access key id
+		regexp.MustCompile(`(?i)\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*`),                // HTTP bearer tokens
+		regexp.MustCompile(`(?i)\bbasic\s+[A-Za-z0-9+/]{12,}={0,2}`),                 // HTTP basic credentials
+		regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{30,}\b`),                         // GitHub tokens
+		regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{22,}\b`),                       // GitHub fine-grained tokens
+		regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}\b`),                           // GitLab tokens
+		regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}\b`),                      // Slack tokens
+		regexp.MustCompile(`\bsk-[A-Za-z0-9_-]{20,}\b`),                              // API secret keys (sk-...)
+		regexp.MustCompile(`\beyJ[A-Za-z0-9+/_=-]{16,}(?:\.[A-Za-z0-9+/_=-]+){0,2}`), // JWTs, LXD/Incus trust tokens (base64 JSON)
+	}
+	// Credentials in URLs: scheme://user:password@host.
+	urlCreds = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+):([^@\s/]+)@`)
+
+	ipv4 = regexp.MustCompile(`\b(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}\b`)
+	mac  = regexp.MustCompile(`(?i)\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b`)
+	// Candidate IPv6 addresses; net.ParseIP decides.
+	ipv6 = regexp.MustCompile(`(?i)(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?:%[A-Za-z0-9_.-]+)?`)
+)
+
+// secretKey says whether a configuration key names a secret.
+func secretKey(key string) bool {
+	k := strings.ToLower(key)
+	for _, s := range []string{"password", "passwd", "passphrase", "secret", "token", "credential",
+		"authorization", "user-data", "user_data", "vendor-data", "vendor_data", "cookie"} {
+		if strings.Contains(k, s) {
+			return true
+		}
+	}
+	words := strings.FieldsFunc(k, func(r rune) bool { return r == '.' || r == '_' || r == '-' || r == '/' })
+	for i, w := range words {
+		switch {
+		case (w == "environment" || w == "env") && i < len(words)-1:
+			// environment.FOO (LXD, Incus), lxc.environment; a bare
+			// "environment:" is LXD's server environment, not secret.
+			return true
+		case w == "environment" && i > 0:
+			return true
+		case w == "key" || w == "keys" || w == "privkey" || w == "apikey" || w == "private":
+			return true
+		}
+	}
+	return false
+}
+
+// Redact returns text with secrets (and, with Network, addresses and host
+// names) replaced, and what was replaced by kind.
+func (r *Redactor) Redact(text []byte) ([]byte, Counts) {
+	c := Counts{}
+	s := string(text)
+	s = redactPEM(s, c)
+	s = redactKV(s, c)
+	s = urlCreds.ReplaceAllStringFunc(s, func(m string) string {
+		c[KindPattern]++
+		sub := urlCreds.FindStringSubmatch(m)
+		return sub[1] + ":" + Redacted + "@"
+	})
+	s = inlineSecret.ReplaceAllStringFunc(s, func(m string) string {
+		sub := inlineSecret.FindStringSubmatch(m)
+		v := strings.Trim(sub[3], `"'`)
+		if v == "" || v == Redacted {
+			return m
+		}
+		c[KindSecret]++
+		return sub[1] + sub[2] + Redacted
+	})
+	for _, p := range patterns {
+		s = p.ReplaceAllStringFunc(s, func(string) string {
+			c[KindPattern]++
+			return Redacted
+		})
+	}
+	if r.Network {
+		s = r.redactNetwork(s, c)
+	}
+	for k, v := range c {
+		if v == 0 {
+			delete(c, k)
+		}
+	}
+	return []byte(s), c
+}
+
+func redactPEM(s string, c Counts) string {
+	s = pemBlock.ReplaceAllStringFunc(s, func(m string) string {
+		c[KindPEM]++
+		kind := pemBegin.FindStringSubmatch(m)[1]
+		return "-----BEGIN " + kind + "-----" + Redacted + "-----END " + kind + "-----"
+	})
+	// What the size cap cut: an END without its BEGIN (the head was
+	// dropped) and a BEGIN without its END.
+	if loc := pemEnd.FindStringIndex(s); loc != nil && !strings.Contains(s[:loc[0]], "-----BEGIN ") && !strings.Contains(s[:loc[0]], Redacted+"-----END") {
+		c[KindPEM]++
+		s = Redacted + s[loc[0]:]
+	}
+	if loc := pemBegin.FindAllStringIndex(s, -1); len(loc) > 0 {
+		last := loc[len(loc)-1]
+		if !strings.HasPrefix(s[last[1]:], Redacted) {
+			c[KindPEM]++
+			s = s[:last[1]] + Redacted + "\n"
+		}
+	}
+	return s
+}
+
+// redactKV replaces the values of secret-looking keys, line by line. A key
+// whose value is a YAML block (`key: |`) or a nested map (`key:` followed by
+// deeper lines) loses every deeper line.
+func redactKV(s string, c Counts) string {
+	lines := strings.SplitAfter(s, "\n")
+	var out strings.Builder
+	out.Grow(len(s))
+	for i := 0; i < len(lines); i++ {
+		line := lines[i]
+		m := kvLine.FindStringSubmatch(strings.TrimRight(line, "\r\n"))
+		if m == nil || !secretKey(m[3]) {
+			out.WriteString(line)
+			continue
+		}
+		value := strings.TrimSpace(m[5])
+		nl := line[len(strings.TrimRight(line, "\r\n")):]
+		block := value == "" || strings.HasPrefix(value, "|") || strings.HasPrefix(value, ">")
+		if !block {
+			if value == Redacted {
+				out.WriteString(line)
+				continue
+			}
+			c[KindSecret]++
+			out.WriteString(m[1] + m[2] + m[3] + m[4] + Redacted + nl)
+			continue
+		}
+		// Drop the deeper lines of the block.
+		indent := indentOf(line)
+		j := i + 1
+		for j < len(lines) && (strings.TrimSpace(lines[j]) == "" && j+1 < len(lines) || indentOf(lines[j]) > indent) {
+			j++
+		}
+		// Trailing blank lines belong to what follows.
+		for j > i+1 && strings.TrimSpace(lines[j-1]) == "" {
+			j--
+		}
+		if j == i+1 {
+			out.WriteString(line) // `key:` with nothing under it
+			continue
+		}
+		c[KindSecret]++
+		out.WriteString(m[1] + m[2] + m[3] + m[4] + Redacted + "\n")
+		i = j - 1
+	}
+	return out.String()
+}
+
+func indentOf(line string) int {
+	return len(line) - len(strings.TrimLeft(line, " \t"))
+}
+
+func (r *Redactor) redactNetwork(s string, c Counts) string {
+	s = mac.ReplaceAllStringFunc(s, func(m string) string {
+		if m == "00:00:00:00:00:00" || strings.EqualFold(m, "ff:ff:ff:ff:ff:ff") {
+			return m
+		}
+		c[KindMAC]++
+		return r.placeholder(KindMAC, strings.ToLower(m))
+	})
+	s = ipv6.ReplaceAllStringFunc(s, func(m string) string {
+		addr, zone, _ := strings.Cut(m, "%")
+		ip := net.ParseIP(addr)
+		if ip == nil || ip.To4() != nil && !strings.Contains(addr, "::") || ip.IsLoopback() || ip.IsUnspecified() {
+			return m
+		}
+		c[KindIPv6]++
+		p := r.placeholder(KindIPv6, ip.String())
+		if zone != "" {
+			p += "%" + zone
+		}
+		return p
+	})
+	s = ipv4.ReplaceAllStringFunc(s, func(m string) string {
+		ip := net.ParseIP(m)
+		if ip == nil || ip.IsLoopback() || ip.IsUnspecified() || m == "255.255.255.255" {
+			return m
+		}
+		c[KindIPv4]++
+		return r.placeholder(KindIPv4, m)
+	})
+	r.mu.Lock()
+	re := r.hostRE
+	r.mu.Unlock()
+	if re != nil {
+		s = re.ReplaceAllStringFunc(s, func(m string) string {
+			sub := re.FindStringSubmatch(m)
+			c[KindHostname]++
+			return sub[1] + r.placeholder(KindHostname, strings.ToLower(sub[2])) + sub[3]
+		})
+	}
+	return s
+}
+
+// Label redacts a short label (a host name in a path or in the manifest)
+// with the network mapping only.
+func (r *Redactor) Label(s string) string {
+	if !r.Network {
+		return s
+	}
+	return r.redactNetwork(s, Counts{})
+}
