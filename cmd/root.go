@@ -49,6 +49,8 @@ directory holding a captured host.`,
 		newRunsCmd(f),
 		newExplainCmd(f, nil),
 		newAgentCmd(f),
+		newCollectCmd(f, nil),
+		newReportCmd(f, nil),
 	)
 	return root
 }

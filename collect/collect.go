@@ -212,7 +212,7 @@ func Collect(ctx context.Context, req Request) (*Result, error) {
 		return nil, werr
 	}
 	sort.Strings(failures)
-	m.Failures = failures
+	m.Failures = append([]string{}, failures...)
 	res, err := w.Close(m)
 	if err != nil {
 		return nil, err

@@ -185,23 +185,29 @@ func failure(b *bundle.Bundle) *Failure {
 	return f
 }
 
-// logInputs are the texts known issues are looked for in: CRIU logs, the
-// container's logs, daemon logs, dmesg and CRIU's self-check.
+// logInputs are the texts known issues are looked for in, most telling
+// first (explain ranks causes in input order): the run's CRIU logs, the
+// container's logs, the daemon logs, then dmesg and CRIU's self-check.
 func logInputs(b *bundle.Bundle) []explain.Input {
-	var in []explain.Input
+	order := map[string]int{"run": 0, "container-logs": 1, "container-info": 1, "lxd-log": 2, "incus-log": 2, "dmesg": 3, "criu-check": 4}
+	var arts []bundle.Artefact
 	for _, a := range b.Manifest.Artefacts {
-		if a.Status == bundle.StatusAbsent || a.Size == 0 {
+		if _, ok := order[a.Collector]; !ok || a.Status == bundle.StatusAbsent || a.Size == 0 {
 			continue
 		}
-		switch a.Collector {
-		case "run":
-			if !strings.HasSuffix(a.Path, ".log") && !strings.HasSuffix(a.Path, "command.txt") {
-				continue
-			}
-		case "container-logs", "container-info", "lxd-log", "incus-log", "dmesg", "criu-check":
-		default:
+		if a.Collector == "run" && !strings.HasSuffix(a.Path, ".log") {
 			continue
 		}
+		arts = append(arts, a)
+	}
+	sort.SliceStable(arts, func(i, j int) bool {
+		if order[arts[i].Collector] != order[arts[j].Collector] {
+			return order[arts[i].Collector] < order[arts[j].Collector]
+		}
+		return arts[i].Path < arts[j].Path
+	})
+	in := make([]explain.Input, 0, len(arts))
+	for _, a := range arts {
 		data, _ := b.File(a.Path)
 		in = append(in, explain.Input{Name: a.Path, Text: string(data)})
 	}
@@ -224,7 +230,7 @@ func facts(b *bundle.Bundle) []Fact {
 		{"architecture", "uname", func(s string) string { return unameField(s, -2) }},
 		{"os", "os-release", func(s string) string { return strings.Trim(keyValue(s, "PRETTY_NAME"), `"`) }},
 		{"criu", "criu-version", func(s string) string { return strings.TrimSpace(strings.TrimPrefix(firstLine(s), "Version:")) }},
-		{"criu check", "criu-check", lastLine},
+		{"criu check", "criu-check", criuCheck},
 		{"lxd", "lxd-info", field("server_version")},
 		{"lxd storage", "lxd-info", field("storage")},
 		{"incus", "incus-info", field("server_version")},
@@ -282,7 +288,22 @@ func firstLine(s string) string {
 	return strings.TrimSpace(l)
 }
 
-func lastLine(s string) string {
+// criuCheck summarises criu check --all: its verdict line, else its first
+// error, else its last line.
+func criuCheck(s string) string {
+	var firstErr string
+	for _, l := range strings.Split(s, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "Looks good") {
+			return l
+		}
+		if firstErr == "" && strings.HasPrefix(l, "Error") {
+			firstErr = l
+		}
+	}
+	if firstErr != "" {
+		return firstErr
+	}
 	s = strings.TrimSpace(s)
 	return strings.TrimSpace(s[strings.LastIndex(s, "\n")+1:])
 }

@@ -1,0 +1,192 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferry-migrate/ferry/internal/exit"
+	"github.com/ferry-migrate/ferry/internal/host"
+	"github.com/ferry-migrate/ferry/internal/testenv"
+	"github.com/ferry-migrate/ferry/migrate"
+	"github.com/ferry-migrate/ferry/report"
+	"github.com/ferry-migrate/ferry/report/bundle"
+)
+
+// TestCollectFailedRestore makes a real restore fail (the checkpointed
+// process is still running: its pid clashes), bundles the run with ferry
+// collect, unpacks the bundle and checks every file against the manifest,
+// then summarises it with ferry report.
+func TestCollectFailedRestore(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.CRIU(t)
+	runs := t.TempDir()
+	t.Setenv("FERRY_RUNS", runs)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	w := exec.Command("sleep", "1000")
+	w.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Process.Kill(); _, _ = w.Process.Wait() })
+	dir := filepath.Join(t.TempDir(), "ckpt")
+
+	var cj migrate.Journal
+	if code, stderr := runJSON(t, &cj, "checkpoint", "pid:"+strconv.Itoa(w.Process.Pid), "--dir", dir, "--leave-running"); code != exit.OK {
+		t.Fatalf("checkpoint exit %d: %s", code, stderr)
+	}
+	var rj migrate.Journal
+	code, stderr := runJSON(t, &rj, "restore", "--dir", dir)
+	if code != exit.Migration || rj.ID == "" {
+		t.Fatalf("restore over the running process: exit %d, want 4: %s", code, stderr)
+	}
+
+	out := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	var res CollectResult
+	code, stderr = runJSON(t, &res, "collect", "--run", rj.ID, "--out", out)
+	if code != exit.OK {
+		t.Fatalf("collect exit %d: %s\n%+v", code, stderr, res)
+	}
+	if res.Bundle != out || res.Failures == nil || len(res.Failures) != 0 {
+		t.Errorf("result: %+v", res)
+	}
+
+	// Unpack and check every file against the manifest.
+	unpacked := filepath.Join(t.TempDir(), "x")
+	if err := bundle.Unpack(context.Background(), out, unpacked); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(unpacked, bundle.ManifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m bundle.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	byPath := map[string]bundle.Artefact{}
+	for _, a := range m.Artefacts {
+		byPath[a.Path] = a
+		data, err := os.ReadFile(filepath.Join(unpacked, filepath.FromSlash(a.Path)))
+		if err != nil {
+			t.Errorf("%s: %v", a.Path, err)
+			continue
+		}
+		sum := sha256.Sum256(data)
+		if hex.EncodeToString(sum[:]) != a.SHA256 || int64(len(data)) != a.Size {
+			t.Errorf("%s: checksum or size differs from the manifest", a.Path)
+		}
+	}
+	archive, _ := os.ReadFile(out)
+	sum := sha256.Sum256(archive)
+	if line, _ := os.ReadFile(out + ".sha256"); !strings.HasPrefix(string(line), hex.EncodeToString(sum[:])+"  bundle.tar.gz") {
+		t.Errorf(".sha256 = %q", line)
+	}
+	want := map[string]string{
+		"run/run/journal.json":                `"id": "` + rj.ID + `"`,
+		"run/run/command.txt":                 "$ " + host.Quote(rj.Command) + "\n",
+		"run/run/restore.log":                 "Can't fork for " + strconv.Itoa(w.Process.Pid) + ": File exists",
+		"local/dmesg/dmesg.txt":               "",
+		"local/uname/uname.txt":               "Linux ",
+		"local/mountinfo/proc-self-mountinfo": " / / ",
+		"local/criu-version/criu-version.txt": "Version: ",
+		"local/criu-check/criu-check.txt":     "",
+	}
+	for p, needle := range want {
+		a, ok := byPath[p]
+		if !ok {
+			t.Errorf("%s: not in the bundle", p)
+			continue
+		}
+		if a.Status != bundle.StatusOK && a.Status != bundle.StatusNonZero {
+			t.Errorf("%s: status %s: %s", p, a.Status, a.Error)
+		}
+		data, _ := os.ReadFile(filepath.Join(unpacked, p))
+		if len(data) == 0 || !strings.Contains(string(data), needle) {
+			t.Errorf("%s lacks %q", p, needle)
+		}
+	}
+	if m.Run == nil || m.Run.ID != rj.ID || m.Run.Result != migrate.RunFailed || !strings.Contains(m.Run.Error, "File exists") {
+		t.Errorf("manifest run: %+v", m.Run)
+	}
+
+	// ferry report names the failure and its known issue.
+	io, stdout, errOut := testIO()
+	if code := Run(context.Background(), []string{"report", out, "--format", "json"}, io); code != exit.OK {
+		t.Fatalf("report exit %d: %s", code, errOut)
+	}
+	var r report.Report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Failure == nil || r.Failure.Command != host.Quote(rj.Command) || r.Failure.Step == nil || r.Failure.Step.Name == "" {
+		t.Errorf("report failure: %+v", r.Failure)
+	}
+	if len(r.KnownIssues) == 0 || r.KnownIssues[0].Category != "pid-conflict" {
+		t.Errorf("known issues: %+v", r.KnownIssues)
+	}
+	io, stdout, _ = testIO()
+	if code := Run(context.Background(), []string{"report", out}, io); code != exit.OK || !bytes.Contains(stdout.Bytes(), []byte("## Known issues")) {
+		t.Errorf("markdown report: exit %d\n%s", code, stdout)
+	}
+}
+
+func TestCollectBadInput(t *testing.T) {
+	t.Setenv("FERRY_RUNS", t.TempDir())
+	tmp := t.TempDir()
+	tests := []struct {
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{[]string{"collect", "--container", "lxd:../../etc"}, exit.Usage, "contains a slash"},
+		{[]string{"collect", "--container", "lxd:.."}, exit.Usage, `".."`},
+		{[]string{"collect", "--container", "incus:c1\x1b[2J"}, exit.Usage, "control character"},
+		{[]string{"collect", "--container", "docker:c1"}, exit.Usage, "lxd: or incus:"},
+		{[]string{"collect", "--max-size", "lots"}, exit.Usage, "not a positive size"},
+		{[]string{"collect", "--compression", "xz"}, exit.Usage, "unknown compression"},
+		{[]string{"collect", "--run", "nope"}, exit.Failure, "not a run id"},
+		{[]string{"collect", "--target", "ssh://"}, exit.Usage, "missing host name"},
+		{[]string{"report", filepath.Join(tmp, "none.tar.gz")}, exit.Failure, "no such file"},
+		{[]string{"report", "x.tar.gz", "--format", "pdf"}, exit.Usage, "unknown report format"},
+		{[]string{"report"}, exit.Usage, "accepts 1 arg"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			io, _, errOut := testIO()
+			if got := Run(context.Background(), tt.args, io); got != tt.wantCode {
+				t.Errorf("exit %d, want %d: %s", got, tt.wantCode, errOut)
+			}
+			if !strings.Contains(errOut.String(), tt.wantErr) || !strings.Contains(errOut.String(), "hint: ") {
+				t.Errorf("stderr lacks %q or a hint:\n%s", tt.wantErr, errOut)
+			}
+		})
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := map[string]int64{"25MiB": 25 << 20, "512KiB": 512 << 10, "1G": 1 << 30, "100": 100, "7 M": 7 << 20, "3B": 3}
+	for in, want := range tests {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0", "-1MiB", "1TiB", "MiB"} {
+		if _, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) accepted", bad)
+		}
+	}
+}
