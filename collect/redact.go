@@ -126,24 +126,8 @@ var (
 	// Inline secret assignments in free text: password=..., token: ...
 	inlineSecret = regexp.MustCompile(`(?i)([A-Za-z0-9_.-]*(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)[A-Za-z0-9_.-]*"?)(\s*[=:]\s*)("[^"\n]*"|'[^'\n]*'|[^\s,;&"'\]\)}]+)`)
 
-	patterns = []*regexp.Regexp{
-		regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`),                          // AWS access key id
-		regexp.MustCompile(`(?i)\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*`),                // HTTP bearer tokens
-		regexp.MustCompile(`(?i)\bbasic\s+[A-Za-z0-9+/]{12,}={0,2}`),                 // HTTP basic credentials
-		regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{30,}\b`),                         // GitHub tokens
-		regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{22,}\b`),                       // GitHub fine-grained tokens
-		regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}\b`),                           // GitLab tokens
-		regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}\b`),                      // Slack tokens
-		regexp.MustCompile(`\bsk-[A-Za-z0-9_-]{20,}\b`),                              // API secret keys (sk-...)
-		regexp.MustCompile(`\beyJ[A-Za-z0-9+/_=-]{16,}(?:\.[A-Za-z0-9+/_=-]+){0,2}`), // JWTs, LXD/Incus trust tokens (base64 JSON)
-	}
 	// Credentials in URLs: scheme://user:password@host.
 	urlCreds = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+):([^@\s/]+)@`)
-
-	ipv4 = regexp.MustCompile(`\b(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}\b`)
-	mac  = regexp.MustCompile(`(?i)\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b`)
-	// Candidate IPv6 addresses; net.ParseIP decides.
-	ipv6 = regexp.MustCompile(`(?i)(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?:%[A-Za-z0-9_.-]+)?`)
 )
 
 // secretKey says whether a configuration key names a secret.
@@ -176,37 +160,93 @@ func secretKey(key string) bool {
 func (r *Redactor) Redact(text []byte) ([]byte, Counts) {
 	c := Counts{}
 	s := string(text)
-	s = redactPEM(s, c)
-	s = redactKV(s, c)
-	s = urlCreds.ReplaceAllStringFunc(s, func(m string) string {
-		c[KindPattern]++
-		sub := urlCreds.FindStringSubmatch(m)
-		return sub[1] + ":" + Redacted + "@"
-	})
-	s = inlineSecret.ReplaceAllStringFunc(s, func(m string) string {
-		sub := inlineSecret.FindStringSubmatch(m)
-		v := strings.Trim(sub[3], `"'`)
-		if v == "" || v == Redacted {
-			return m
-		}
-		c[KindSecret]++
-		return sub[1] + sub[2] + Redacted
-	})
-	for _, p := range patterns {
-		s = p.ReplaceAllStringFunc(s, func(string) string {
-			c[KindPattern]++
-			return Redacted
-		})
+	if strings.Contains(s, "-----BEGIN ") || strings.Contains(s, "-----END ") {
+		s = redactPEM(s, c)
 	}
-	if r.Network {
-		s = r.redactNetwork(s, c)
+	s = redactKV(s, c)
+	// The rest works line by line, each pattern only on lines holding its
+	// literal part: Go's regexp is linear but slow on megabytes of logs.
+	var out strings.Builder
+	out.Grow(len(s))
+	for len(s) > 0 {
+		i := strings.IndexByte(s, '\n')
+		if i < 0 {
+			i = len(s) - 1
+		}
+		out.WriteString(r.redactLine(s[:i+1], c))
+		s = s[i+1:]
 	}
 	for k, v := range c {
 		if v == 0 {
 			delete(c, k)
 		}
 	}
-	return []byte(s), c
+	return []byte(out.String()), c
+}
+
+// linePattern is a free-text secret pattern and the lower-case literals one
+// of which a line must hold for the pattern to be tried.
+type linePattern struct {
+	re    *regexp.Regexp
+	hints []string
+}
+
+var linePatterns = []linePattern{
+	{regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`), []string{"akia", "asia"}},                 // AWS access key id
+	{regexp.MustCompile(`(?i)\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*`), []string{"bearer"}},             // HTTP bearer tokens
+	{regexp.MustCompile(`(?i)\bbasic\s+[A-Za-z0-9+/]{12,}={0,2}`), []string{"basic"}},               // HTTP basic credentials
+	{regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{30,}\b`), []string{"gh"}},                          // GitHub tokens
+	{regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{22,}\b`), []string{"github_pat_"}},               // GitHub fine-grained tokens
+	{regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}\b`), []string{"glpat-"}},                        // GitLab tokens
+	{regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}\b`), []string{"xox"}},                      // Slack tokens
+	{regexp.MustCompile(`\bsk-[A-Za-z0-9_-]{20,}\b`), []string{"sk-"}},                              // API secret keys (sk-...)
+	{regexp.MustCompile(`\beyJ[A-Za-z0-9+/_=-]{16,}(?:\.[A-Za-z0-9+/_=-]+){0,2}`), []string{"eyj"}}, // JWTs, LXD/Incus trust tokens (base64 JSON)
+}
+
+var inlineHints = []string{"pass", "secret", "token", "key"}
+
+func hasAny(s string, hints []string) bool {
+	for _, h := range hints {
+		if strings.Contains(s, h) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Redactor) redactLine(s string, c Counts) string {
+	lower := strings.ToLower(s)
+	if strings.Contains(s, "://") && strings.Contains(s, "@") {
+		s = urlCreds.ReplaceAllStringFunc(s, func(m string) string {
+			c[KindPattern]++
+			sub := urlCreds.FindStringSubmatch(m)
+			return sub[1] + ":" + Redacted + "@"
+		})
+	}
+	if hasAny(lower, inlineHints) {
+		s = inlineSecret.ReplaceAllStringFunc(s, func(m string) string {
+			sub := inlineSecret.FindStringSubmatch(m)
+			v := strings.Trim(sub[3], `"'`)
+			if v == "" || v == Redacted {
+				return m
+			}
+			c[KindSecret]++
+			return sub[1] + sub[2] + Redacted
+		})
+	}
+	for _, p := range linePatterns {
+		if !hasAny(lower, p.hints) {
+			continue
+		}
+		s = p.re.ReplaceAllStringFunc(s, func(string) string {
+			c[KindPattern]++
+			return Redacted
+		})
+	}
+	if r.Network {
+		s = r.redactNetwork(s, lower, c)
+	}
+	return s
 }
 
 func redactPEM(s string, c Counts) string {
@@ -282,39 +322,12 @@ func indentOf(line string) int {
 	return len(line) - len(strings.TrimLeft(line, " \t"))
 }
 
-func (r *Redactor) redactNetwork(s string, c Counts) string {
-	s = mac.ReplaceAllStringFunc(s, func(m string) string {
-		if m == "00:00:00:00:00:00" || strings.EqualFold(m, "ff:ff:ff:ff:ff:ff") {
-			return m
-		}
-		c[KindMAC]++
-		return r.placeholder(KindMAC, strings.ToLower(m))
-	})
-	s = ipv6.ReplaceAllStringFunc(s, func(m string) string {
-		addr, zone, _ := strings.Cut(m, "%")
-		ip := net.ParseIP(addr)
-		if ip == nil || ip.To4() != nil && !strings.Contains(addr, "::") || ip.IsLoopback() || ip.IsUnspecified() {
-			return m
-		}
-		c[KindIPv6]++
-		p := r.placeholder(KindIPv6, ip.String())
-		if zone != "" {
-			p += "%" + zone
-		}
-		return p
-	})
-	s = ipv4.ReplaceAllStringFunc(s, func(m string) string {
-		ip := net.ParseIP(m)
-		if ip == nil || ip.IsLoopback() || ip.IsUnspecified() || m == "255.255.255.255" {
-			return m
-		}
-		c[KindIPv4]++
-		return r.placeholder(KindIPv4, m)
-	})
+func (r *Redactor) redactNetwork(s, lower string, c Counts) string {
+	s = r.redactAddrs(s, c)
 	r.mu.Lock()
-	re := r.hostRE
+	re, names := r.hostRE, r.hostnames
 	r.mu.Unlock()
-	if re != nil {
+	if re != nil && hasAny(lower, names) {
 		s = re.ReplaceAllStringFunc(s, func(m string) string {
 			sub := re.FindStringSubmatch(m)
 			c[KindHostname]++
@@ -324,11 +337,120 @@ func (r *Redactor) redactNetwork(s string, c Counts) string {
 	return s
 }
 
+// redactAddrs replaces IPv4, IPv6 and MAC addresses. It scans for runs of
+// hex digits, dots and colons standing alone as words and lets net.ParseIP
+// decide, which is many times faster than address regexps over big logs.
+func (r *Redactor) redactAddrs(s string, c Counts) string {
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(s); {
+		if !isAddrByte(s[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && isAddrByte(s[j]) {
+			j++
+		}
+		if (i > 0 && isWordByte(s[i-1])) || (j < len(s) && isWordByte(s[j])) {
+			i = j
+			continue
+		}
+		tok := strings.TrimRight(s[i:j], ".:")
+		if rep, ok := r.addr(tok, c); ok {
+			if b.Len() == 0 {
+				b.Grow(len(s))
+			}
+			b.WriteString(s[last:i])
+			b.WriteString(rep)
+			last = i + len(tok)
+		}
+		i = j
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+func isAddrByte(x byte) bool {
+	return '0' <= x && x <= '9' || 'a' <= x && x <= 'f' || 'A' <= x && x <= 'F' || x == '.' || x == ':'
+}
+
+func isWordByte(x byte) bool {
+	return 'g' <= x && x <= 'z' || 'G' <= x && x <= 'Z' || x == '_'
+}
+
+// addr returns the placeholder text for an address token, if it is one.
+func (r *Redactor) addr(tok string, c Counts) (string, bool) {
+	colons := strings.Count(tok, ":")
+	dots := strings.Count(tok, ".")
+	switch {
+	case colons == 5 && len(tok) == 17 && dots == 0 && isMAC(tok):
+		l := strings.ToLower(tok)
+		if l == "00:00:00:00:00:00" || l == "ff:ff:ff:ff:ff:ff" {
+			return "", false
+		}
+		c[KindMAC]++
+		return r.placeholder(KindMAC, l), true
+	case colons >= 2:
+		if ip := net.ParseIP(tok); ip != nil {
+			if ip.IsLoopback() || ip.IsUnspecified() {
+				return "", false
+			}
+			c[KindIPv6]++
+			return r.placeholder(KindIPv6, ip.String()), true
+		}
+		fallthrough
+	case colons == 1:
+		// host:port, time stamps...: addresses among the parts.
+		parts := strings.Split(tok, ":")
+		changed := false
+		for k, p := range parts {
+			if rep, ok := r.ipv4(p, c); ok {
+				parts[k], changed = rep, true
+			}
+		}
+		return strings.Join(parts, ":"), changed
+	}
+	return r.ipv4(tok, c)
+}
+
+func (r *Redactor) ipv4(tok string, c Counts) (string, bool) {
+	if strings.Count(tok, ".") != 3 || len(tok) < 7 || len(tok) > 15 {
+		return "", false
+	}
+	ip := net.ParseIP(tok)
+	if ip == nil || ip.To4() == nil || ip.IsLoopback() || ip.IsUnspecified() || tok == "255.255.255.255" {
+		return "", false
+	}
+	c[KindIPv4]++
+	return r.placeholder(KindIPv4, tok), true
+}
+
+func isMAC(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if i%3 == 2 {
+			if s[i] != ':' {
+				return false
+			}
+		} else if !isHexByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isHexByte(x byte) bool {
+	return '0' <= x && x <= '9' || 'a' <= x && x <= 'f' || 'A' <= x && x <= 'F'
+}
+
 // Label redacts a short label (a host name in a path or in the manifest)
 // with the network mapping only.
 func (r *Redactor) Label(s string) string {
 	if !r.Network {
 		return s
 	}
-	return r.redactNetwork(s, Counts{})
+	return r.redactNetwork(s, strings.ToLower(s), Counts{})
 }
