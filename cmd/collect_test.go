@@ -142,6 +142,18 @@ func TestCollectFailedRestore(t *testing.T) {
 	if code := Run(context.Background(), []string{"report", out}, io); code != exit.OK || !bytes.Contains(stdout.Bytes(), []byte("## Known issues")) {
 		t.Errorf("markdown report: exit %d\n%s", code, stdout)
 	}
+
+	// What checkpoint, restore and migrate call when an operation fails:
+	// the bundle lands in the run directory.
+	f := NewFactory(io)
+	hints := failureBundle(context.Background(), f, rj.ID)
+	auto := filepath.Join(runs, rj.ID, "bundle-"+rj.ID+".tar.gz")
+	if len(hints) != 1 || !strings.Contains(hints[0], auto) {
+		t.Errorf("failure bundle hints: %q, want the path %s", hints, auto)
+	}
+	if b, err := bundle.Open(context.Background(), auto); err != nil || b.Manifest.Run == nil || b.Manifest.Run.ID != rj.ID {
+		t.Errorf("failure bundle: %v", err)
+	}
 }
 
 func TestCollectBadInput(t *testing.T) {
@@ -188,5 +200,33 @@ func TestParseSize(t *testing.T) {
 		if _, err := parseSize(bad); err == nil {
 			t.Errorf("parseSize(%q) accepted", bad)
 		}
+	}
+}
+
+// TestCollectPartial: collectors that cannot finish still leave a bundle,
+// listed as failures, and ferry exits 5.
+func TestCollectPartial(t *testing.T) {
+	t.Setenv("FERRY_RUNS", t.TempDir())
+	out := filepath.Join(t.TempDir(), "partial.tar.gz")
+	var res CollectResult
+	code, stderr := runJSON(t, &res, "collect", "--timeout", "1ns", "--out", out)
+	if code != exit.Partial {
+		t.Fatalf("exit %d, want 5: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "is partial") || !strings.Contains(stderr, "hint: ") {
+		t.Errorf("stderr: %s", stderr)
+	}
+	if len(res.Failures) == 0 || res.Bundle != out {
+		t.Errorf("result: %+v", res)
+	}
+	b, err := bundle.Open(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Verify(); err != nil {
+		t.Error(err)
+	}
+	if len(b.Manifest.Failures) != len(res.Failures) {
+		t.Errorf("manifest failures %d, result %d", len(b.Manifest.Failures), len(res.Failures))
 	}
 }
