@@ -2,9 +2,12 @@ package cmd
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/internal/output"
 	"github.com/ferry-migrate/ferry/migrate"
 )
@@ -43,7 +46,42 @@ every CRIU log of the run ($FERRY_RUNS, /var/lib/ferry/runs for root).`,
 			return runsShowRun(c.Context(), opts)
 		},
 	})
+	c.AddCommand(&cobra.Command{
+		Use:   "recover ID",
+		Short: "Bring back the workload of a run ferry did not finish",
+		Long: `Bring back the workload of a run that ferry did not finish (ferry was killed,
+the machine rebooted) or whose rollback failed: a process tree left stopped
+is continued, CRIU's leftover network-lock tables are removed, and a tree
+that is gone is restored from the run's images when its dump finished.
+A run that ended cleanly has nothing to recover (exit 0).`,
+		Example: `  ferry runs recover 20261129T190501-checkpoint-a1b2c3`,
+		Args:    usageArgs(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, args []string) error {
+			opts.Format, opts.Store, opts.ID = f.Output, f.runStore(), args[0]
+			return runsRecoverRun(c.Context(), f, opts)
+		},
+	})
 	return c
+}
+
+func runsRecoverRun(ctx context.Context, f *Factory, opts *RunsOptions) error {
+	d, err := f.criuDriver(ctx)
+	if err != nil {
+		return err
+	}
+	e := &migrate.Engine{Store: opts.Store, Now: f.Now}
+	j, err := e.Recover(ctx, opts.ID, migrate.Recovery{Host: host.Local{}, Driver: d})
+	var nothing *migrate.NothingToRecoverError
+	if errors.As(err, &nothing) {
+		fmt.Fprintln(opts.IO.ErrOut, nothing.Error())
+		err = nil
+	}
+	if j != nil {
+		if werr := output.Write(opts.IO.Out, opts.Format, j); werr != nil && err == nil {
+			return werr
+		}
+	}
+	return err
 }
 
 func runsListRun(_ context.Context, opts *RunsOptions) error {

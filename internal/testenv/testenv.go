@@ -5,8 +5,11 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/ferry-migrate/ferry/internal/criubin"
@@ -60,4 +63,34 @@ func CRIU(t testing.TB) criubin.Info {
 		Missing(t, "CRIU: %v (make deps installs it)", err)
 	}
 	return info
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// FerryBinary builds ferry (static, as `make build` does) once per test
+// process and returns its path, for tests that run it as a separate
+// process: killed mid-operation, run inside a namespace, or as the agent.
+func FerryBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ferry-test-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "ferry")
+		cmd := exec.Command("go", "build", "-o", buildPath, "github.com/ferry-migrate/ferry/cmd/ferry")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ferry: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
 }
