@@ -310,3 +310,26 @@ func safeName(name string) string {
 	}
 	return strings.Join(parts, "/")
 }
+
+// Func produces one artefact with a function run on the host: ferry's own
+// view of it (the host's facts as JSON). Fn must honour ctx.
+type Func struct {
+	ID   string
+	File string
+	Fn   func(ctx context.Context, h host.Host) ([]byte, error)
+}
+
+func (f Func) Name() string { return f.ID }
+
+func (f Func) Collect(ctx context.Context, h host.Host, lim Limits) []Output {
+	out := Output{Name: f.File, Source: "ferry:" + f.ID, ExitCode: -1, OriginalSize: -1}
+	start := time.Now()
+	data, err := f.Fn(ctx, h)
+	out.Duration = time.Since(start)
+	out.OriginalSize = int64(len(data))
+	if lim.MaxSize > 0 && int64(len(data)) > lim.MaxSize {
+		data, out.Truncated = data[int64(len(data))-lim.MaxSize:], true
+	}
+	out.Data, out.Err = data, err
+	return []Output{out}
+}

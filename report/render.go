@@ -96,8 +96,15 @@ func (r *Report) Markdown(w io.Writer) error {
 	if len(r.Findings) == 0 {
 		fmt.Fprintf(&b, "None. %s\n", capitalise(r.FindingsNote))
 	}
+	if len(r.Findings) > 0 {
+		b.WriteString("| severity | rule | finding | source | target |\n|---|---|---|---|---|\n")
+	}
 	for _, f := range r.Findings {
-		fmt.Fprintf(&b, "- **%s** %s: %s\n", f.Severity, f.Rule, mdInline(f.Message))
+		msg := mdInline(f.Message)
+		if f.Hint != "" {
+			msg += " (" + mdInline(f.Hint) + ")"
+		}
+		fmt.Fprintf(&b, "| **%s** | `%s` | %s | %s | %s |\n", f.Severity, mdCell(f.Rule), msg, mdInline(f.Source), mdInline(f.Target))
 	}
 
 	b.WriteString("\n## Known issues\n\n")

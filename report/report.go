@@ -86,11 +86,16 @@ type Fact struct {
 	Differs bool `json:"differs"`
 }
 
-// Finding is a compatibility finding between two hosts.
+// Finding is a compatibility finding between source and target (the probe
+// rules' verdict on the facts the bundle holds).
 type Finding struct {
 	Severity string `json:"severity"`
 	Rule     string `json:"rule"`
 	Message  string `json:"message"`
+	Hint     string `json:"hint"`
+	// Source and Target are the evidence on each host.
+	Source string `json:"source"`
+	Target string `json:"target"`
 }
 
 // Artefact is one attached file.

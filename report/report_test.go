@@ -144,6 +144,21 @@ func TestReportGolden(t *testing.T) {
 		}
 		golden(t, f.file, buf.Bytes())
 	}
+	// Findings from the probe rules, when the caller can compute them.
+	b, err := bundle.Open(context.Background(), testBundle(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withFindings := Build(b, Options{Findings: func(*bundle.Bundle) ([]Finding, string) {
+		return []Finding{{Severity: "blocker", Rule: "criu-vvar-vclock", Message: "CRIU 3.17.1 on the target cannot handle kernel 6.1's vDSO | layout",
+			Hint: "upgrade CRIU to 4.1 or later", Source: "criu 4.2.1", Target: "criu 3.17.1"}}, ""
+	}})
+	var buf bytes.Buffer
+	if err := Render(&buf, withFindings, Markdown); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "report-findings.md", buf.Bytes())
+
 	// What the report must say.
 	if r.Failure == nil || r.Failure.Command != "ferry restore --dir /tmp/ckpt" || r.Failure.Step == nil || r.Failure.Step.Name != "restore" {
 		t.Errorf("failure: %+v", r.Failure)

@@ -113,3 +113,18 @@ func (h *Bundle) Run(_ context.Context, argv []string, opt RunOptions) (*Result,
 	}
 	return res, nil
 }
+
+// FactsCollector is the collector that stores ferry's facts of a host in a
+// bundle (ferry.facts/v1 JSON).
+const FactsCollector = "facts"
+
+// Facts returns the ferry facts (ferry.facts/v1 JSON) the bundle holds for
+// this host, if it was collected with them: `ferry probe` and `ferry check`
+// read these instead of probing the captured files.
+func (h *Bundle) Facts() ([]byte, bool) {
+	a, ok := h.artefact(func(a bundle.Artefact) bool { return a.Collector == FactsCollector && a.Status == bundle.StatusOK })
+	if !ok {
+		return nil, false
+	}
+	return h.b.File(a.Path)
+}

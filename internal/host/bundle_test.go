@@ -27,6 +27,7 @@ func TestBundleHost(t *testing.T) {
 	add(bundle.Artefact{Path: "src/mountinfo/proc-self-mountinfo", Source: "/proc/self/mountinfo", Status: bundle.StatusOK, ExitCode: -1}, "22 1 8:1 / / rw\n")
 	add(bundle.Artefact{Path: "src/incus-info/incus-info.txt", Command: []string{"incus", "info"}, Status: bundle.StatusAbsent, ExitCode: -1}, "")
 	add(bundle.Artefact{Path: "src/lxd-bridge/etc-default-lxd-bridge", Source: "/etc/default/lxd-bridge", Status: bundle.StatusAbsent, ExitCode: -1}, "")
+	add(bundle.Artefact{Path: "src/facts/facts.json", Collector: FactsCollector, Source: "ferry:facts", Status: bundle.StatusOK, ExitCode: -1}, `{"schema":"ferry.facts/v1"}`)
 	add(bundle.Artefact{Path: "tgt/uname/uname.txt", Command: []string{"uname", "-a"}, Status: bundle.StatusOK}, "Linux tgt 6.1\n")
 	if _, err := w.Close(bundle.Manifest{Hosts: []bundle.Host{{Name: "testbed:src", Role: "source", Dir: "src"}, {Name: "testbed:tgt", Role: "target", Dir: "tgt"}}}); err != nil {
 		t.Fatal(err)
@@ -58,9 +59,15 @@ func TestBundleHost(t *testing.T) {
 		t.Errorf("uncaptured command: %v", err)
 	}
 
+	if f, ok := src.Facts(); !ok || string(f) != `{"schema":"ferry.facts/v1"}` {
+		t.Errorf("source facts: %q %v", f, ok)
+	}
 	tgt, err := OpenBundle(ctx, p+"#target")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, ok := tgt.Facts(); ok {
+		t.Error("target has facts")
 	}
 	if out, err := Output(ctx, tgt, "uname", "-a"); err != nil || string(out) != "Linux tgt 6.1\n" {
 		t.Errorf("uname on target: %q %v", out, err)
