@@ -313,6 +313,8 @@ func uniqueHosts(ts []Target) []Target {
 // and the name it was given.
 func hostnamesOf(ctx context.Context, h host.Host) []string {
 	var names []string
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	if b, err := host.ReadFile(ctx, h, "/proc/sys/kernel/hostname", 4096); err == nil {
 		names = append(names, strings.TrimSpace(string(b)))
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/report/bundle"
@@ -104,7 +105,12 @@ func unpacked(t *testing.T, path string) (map[string][]byte, []byte) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	zr, err := gzip.NewReader(f)
+	var zr io.Reader
+	if strings.HasSuffix(path, ".zst") {
+		zr, err = zstd.NewReader(f)
+	} else {
+		zr, err = gzip.NewReader(f)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,10 +128,12 @@ func TestCollectRedactsEverything(t *testing.T) {
 			t.Parallel()
 			src := lxdHost(t, "ssh://root@db-primary-01", fakeCmd{out: "[  1.0] eth0: token=s3cret-dmesg-7777 up\n"})
 			c, _ := ParseContainer("lxd:c1")
-			out := filepath.Join(t.TempDir(), "b.tar.gz")
+			// The network case also writes zstd: both streams are searched.
+			comp := map[bool]string{false: bundle.Gzip, true: bundle.Zstd}[network]
+			out := filepath.Join(t.TempDir(), "b"+bundle.Ext(comp))
 			res, err := Collect(context.Background(), Request{
 				Hosts: []Target{{Host: src, Role: RoleSource}}, Container: &c, Output: out,
-				Options: Options{Now: fixedNow, RedactNetwork: network},
+				Options: Options{Now: fixedNow, RedactNetwork: network, Compression: comp},
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -368,6 +376,40 @@ func TestTail(t *testing.T) {
 		got, trunc := tl.Bytes()
 		if string(got) != tt.want || trunc != tt.trunc {
 			t.Errorf("max %d writes %q: got %q %v, want %q %v", tt.max, tt.writes, got, trunc, tt.want, tt.trunc)
+		}
+	}
+}
+
+// TestCollectTwoHosts: host-level artefacts come from source and target; a
+// host given as both is collected once.
+func TestCollectTwoHosts(t *testing.T) {
+	t.Parallel()
+	mk := func(name string) *fakeHost {
+		return newFakeHost(t, name, map[string]string{"/proc/self/mountinfo": name + " mounts\n"}, map[string]fakeCmd{
+			"uname -a": {out: "Linux " + name + "\n"}, "dmesg": {out: "[0.0] " + name + "\n"},
+			"criu --version": {absent: true}, "criu check --all": {absent: true},
+			"lxc info": {absent: true}, "incus info": {absent: true},
+		})
+	}
+	src, dst := mk("testbed:a"), mk("testbed:b")
+	res, err := Collect(context.Background(), Request{
+		Hosts:  []Target{{Host: src, Role: RoleSource}, {Host: dst, Role: RoleTarget}, {Host: src, Role: RoleTarget}},
+		Output: filepath.Join(t.TempDir(), "b.tar.gz"), Options: Options{Now: fixedNow},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []bundle.Host{{Name: "testbed:a", Role: "source+target", Dir: "testbed-a"}, {Name: "testbed:b", Role: "target", Dir: "testbed-b"}}
+	if diff := cmp.Diff(want, res.Manifest.Hosts); diff != "" {
+		t.Errorf("hosts (-want +got):\n%s", diff)
+	}
+	b, err := bundle.Open(context.Background(), res.Bundle.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"a", "b"} {
+		if d, _ := b.File("testbed-" + h + "/uname/uname.txt"); string(d) != "Linux testbed:"+h+"\n" {
+			t.Errorf("%s uname: %q", h, d)
 		}
 	}
 }
