@@ -35,6 +35,10 @@ type Redactor struct {
 	maps      map[string]map[string]string // kind -> value -> placeholder
 	hostnames []string                     // longest first
 	hostRE    *regexp.Regexp
+	// Names shorter than 3 characters ("vm") are common words and path
+	// parts (/proc/sys/vm): they are replaced only between blanks,
+	// quotes and '@'.
+	shortRE *regexp.Regexp
 }
 
 // NewRedactor returns a redactor; network enables --redact-network.
@@ -55,7 +59,7 @@ func (r *Redactor) AddHostnames(names ...string) {
 	add := func(h string) {
 		h = strings.ToLower(strings.TrimSpace(h))
 		// Too short or generic names would eat ordinary words.
-		if len(h) < 3 || h == "localhost" || h == "local" || net.ParseIP(h) != nil || seen[h] {
+		if len(h) < 2 || h == "localhost" || h == "local" || net.ParseIP(h) != nil || seen[h] {
 			return
 		}
 		seen[h] = true
@@ -73,15 +77,21 @@ func (r *Redactor) AddHostnames(names ...string) {
 		}
 		return r.hostnames[i] < r.hostnames[j]
 	})
-	if len(r.hostnames) == 0 {
-		r.hostRE = nil
-		return
+	var long, short []string
+	for _, h := range r.hostnames {
+		if len(h) < 3 {
+			short = append(short, regexp.QuoteMeta(h))
+		} else {
+			long = append(long, regexp.QuoteMeta(h))
+		}
 	}
-	quoted := make([]string, len(r.hostnames))
-	for i, h := range r.hostnames {
-		quoted[i] = regexp.QuoteMeta(h)
+	r.hostRE, r.shortRE = nil, nil
+	if len(long) > 0 {
+		r.hostRE = regexp.MustCompile(`(?i)(^|[^A-Za-z0-9-])(` + strings.Join(long, "|") + `)([^A-Za-z0-9-]|$)`)
 	}
-	r.hostRE = regexp.MustCompile(`(?i)(^|[^A-Za-z0-9-])(` + strings.Join(quoted, "|") + `)([^A-Za-z0-9-]|$)`)
+	if len(short) > 0 {
+		r.shortRE = regexp.MustCompile(`(?i)(^|[\s"'@])(` + strings.Join(short, "|") + `)([\s"'@:]|$)`)
+	}
 }
 
 // placeholder returns the stable placeholder of value in kind.
@@ -325,9 +335,16 @@ func indentOf(line string) int {
 func (r *Redactor) redactNetwork(s, lower string, c Counts) string {
 	s = r.redactAddrs(s, c)
 	r.mu.Lock()
-	re, names := r.hostRE, r.hostnames
+	names := r.hostnames
+	res := []*regexp.Regexp{r.hostRE, r.shortRE}
 	r.mu.Unlock()
-	if re != nil && hasAny(lower, names) {
+	if !hasAny(lower, names) {
+		return s
+	}
+	for _, re := range res {
+		if re == nil {
+			continue
+		}
 		s = re.ReplaceAllStringFunc(s, func(m string) string {
 			sub := re.FindStringSubmatch(m)
 			c[KindHostname]++

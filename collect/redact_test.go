@@ -40,6 +40,8 @@ func TestRedact(t *testing.T) {
 			"(00.062949) at 12:34:56.789 version 6.18.44 kernel 5.0.2.1x deadbeef ab:cd\n", Counts{}},
 		{"host names", true, "Linux db-primary-01 6.18\nssh db-primary-01.example.com ok, not db-primary-012\n",
 			"Linux [hostname-1] 6.18\nssh [hostname-2] ok, not db-primary-012\n", Counts{KindHostname: 2}},
+		{"short host names only as words", true, "Linux vm 6.18 root@vm: /proc/sys/vm/swappiness vm.max vmalloc\n",
+			"Linux [hostname-1] 6.18 root@[hostname-1]: /proc/sys/vm/swappiness vm.max vmalloc\n", Counts{KindHostname: 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
