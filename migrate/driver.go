@@ -112,6 +112,15 @@ type CheckpointRequest struct {
 	// many hosts), "iptables" or "skip".
 	NetworkLock string
 	External    []string
+	// PageServer, when set, sends memory pages to CRIU's page server on
+	// the target instead of into ImagesDir.
+	PageServer *PageServer `json:",omitempty"`
+}
+
+// PageServer is where a CRIU page server listens.
+type PageServer struct {
+	Address string
+	Port    int
 }
 
 // CheckpointResult describes a finished dump.

@@ -29,6 +29,8 @@ type Engine struct {
 	// Command is the ferry command line, recorded in the journal.
 	Command []string
 	Now     func() time.Time
+	// OnStep is told about every step start and end (progress).
+	OnStep func(Step)
 }
 
 func (e *Engine) now() time.Time {
@@ -73,7 +75,7 @@ func (e *Engine) Checkpoint(ctx context.Context, op CheckpointOp) (*Journal, err
 	if err != nil {
 		return nil, err
 	}
-	run.Now = e.Now
+	run.Now, run.OnStep = e.Now, e.OnStep
 	req.LogDir = run.Dir
 	hn := op.Host.Name()
 	fail := func(step string, err error) (*Journal, error) {
@@ -146,7 +148,7 @@ func (e *Engine) Restore(ctx context.Context, op RestoreOp) (*Journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	run.Now = e.Now
+	run.Now, run.OnStep = e.Now, e.OnStep
 	req.LogDir = run.Dir
 	hn := op.Host.Name()
 	fail := func(step string, err error) (*Journal, error) {

@@ -194,6 +194,9 @@ type Run struct {
 	journal Journal
 	// Now is the clock (tests inject one).
 	Now func() time.Time
+	// OnStep, when set, is told when a step starts (Result "running") and
+	// when it ends: the progress lines on stderr.
+	OnStep func(Step)
 }
 
 func (r *Run) now() time.Time {
@@ -233,9 +236,13 @@ func (r *Run) Step(name, host string, fn StepFunc) error {
 	r.mu.Lock()
 	i := len(r.journal.Steps)
 	r.journal.Steps = append(r.journal.Steps, Step{Name: name, Host: host, Start: r.now(), Result: StepRunning})
+	started := r.journal.Steps[i]
 	r.mu.Unlock()
 	if err := r.save(); err != nil {
 		return err
+	}
+	if r.OnStep != nil {
+		r.OnStep(started)
 	}
 	s := Step{Name: name, Host: host}
 	err := fn(&s)
@@ -248,7 +255,11 @@ func (r *Run) Step(name, host string, fn StepFunc) error {
 	if err != nil {
 		st.Result, st.Error = StepFailed, err.Error()
 	}
+	ended := *st
 	r.mu.Unlock()
+	if r.OnStep != nil {
+		r.OnStep(ended)
+	}
 	if serr := r.save(); serr != nil && err == nil {
 		return serr
 	}

@@ -28,9 +28,10 @@ type Placement interface {
 	// Checkpoint is the dump request for the source workload (the engine
 	// forces LeaveStopped so that a failed move can resume it).
 	Checkpoint() CheckpointRequest
-	// Prepare readies the target (directories, addresses) and returns the
-	// restore request.
-	Prepare(ctx context.Context) (RestoreRequest, error)
+	// Prepare readies the target (directories, a page server) and returns
+	// the restore request; its ImagesDir is where the target reads the
+	// images (empty: the engine's). Logs go into runDir.
+	Prepare(ctx context.Context, runDir string) (RestoreRequest, error)
 	// Transfer moves the images and the workload's files to the target.
 	// With a page server, memory pages are already there.
 	Transfer(ctx context.Context, s *Step) error
@@ -77,7 +78,7 @@ func (e *Engine) Migrate(ctx context.Context, op MigrateOp) (*Journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	run.Now = e.Now
+	run.Now, run.OnStep = e.Now, e.OnStep
 	src, dst := op.Source.Name(), op.Dest.Name()
 	p := op.Placement
 	// Steps that change the world must finish even when the user
@@ -145,7 +146,7 @@ func (e *Engine) Migrate(ctx context.Context, op MigrateOp) (*Journal, error) {
 	var restoreReq RestoreRequest
 	if err := run.Step("prepare-target", dst, func(s *Step) error {
 		var err error
-		restoreReq, err = p.Prepare(ctx)
+		restoreReq, err = p.Prepare(ctx, run.Dir)
 		return err
 	}); err != nil {
 		return fail("prepare-target", err)
@@ -156,7 +157,9 @@ func (e *Engine) Migrate(ctx context.Context, op MigrateOp) (*Journal, error) {
 
 	ck := p.Checkpoint()
 	ck.LeaveStopped, ck.LeaveRunning = true, false
-	ck.ImagesDir = op.ImagesDir
+	if ck.ImagesDir == "" {
+		ck.ImagesDir = op.ImagesDir
+	}
 	ck.LogDir = run.Dir
 	var dump *CheckpointResult
 	dumpStart := e.now()
@@ -187,7 +190,9 @@ func (e *Engine) Migrate(ctx context.Context, op MigrateOp) (*Journal, error) {
 		return fail(StepTransfer, err)
 	}
 
-	restoreReq.ImagesDir = op.ImagesDir
+	if restoreReq.ImagesDir == "" {
+		restoreReq.ImagesDir = op.ImagesDir
+	}
 	restoreReq.LogDir = run.Dir
 	var rres *RestoreResult
 	err = run.Step(StepRestore, dst, func(s *Step) error {

@@ -33,7 +33,7 @@ func (f *fakePlacement) step(name string) error {
 func (f *fakePlacement) Checkpoint() CheckpointRequest {
 	return CheckpointRequest{Target: Target{Kind: KindTestbed, Name: "counter"}}
 }
-func (f *fakePlacement) Prepare(context.Context) (RestoreRequest, error) {
+func (f *fakePlacement) Prepare(context.Context, string) (RestoreRequest, error) {
 	return RestoreRequest{Root: "/tb2/counter"}, f.step("prepare")
 }
 func (f *fakePlacement) Transfer(context.Context, *Step) error { return f.step("transfer") }

@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferry-migrate/ferry/internal/host"
+	"github.com/ferry-migrate/ferry/migrate"
+	"github.com/ferry-migrate/ferry/migrate/criu"
 	"github.com/ferry-migrate/ferry/testbed/zoo"
 )
 
@@ -52,6 +54,10 @@ type launchSpec struct {
 	// Restore only: the CRIU command line and the pidfile it writes.
 	RestoreArgv []string `json:"restore_argv,omitempty"`
 	PidFile     string   `json:"pid_file,omitempty"`
+	// Restore only, through go-criu (ferry migrate): the request and the
+	// CRIU binary; used instead of RestoreArgv when set.
+	Restore *migrate.RestoreRequest `json:"restore,omitempty"`
+	CRIU    string                  `json:"criu,omitempty"`
 }
 
 // launchResult is what the launcher prints on stdout.
@@ -60,6 +66,8 @@ type launchResult struct {
 	StartTime  uint64 `json:"start_time"`
 	Supervisor int    `json:"supervisor"`
 	Error      string `json:"error,omitempty"`
+	// Restored is go-criu's account of a restore (log, stats).
+	Restored *migrate.RestoreResult `json:"restored,omitempty"`
 }
 
 // Internal runs one of the hidden entry points; args are what follows its
@@ -152,7 +160,10 @@ func superviseMain(ctx context.Context, specPath string, spec *launchSpec) error
 	}
 	var pid int
 	var err error
-	if spec.Mode == "restore" {
+	var restored *migrate.RestoreResult
+	if spec.Mode == "restore" && spec.Restore != nil {
+		pid, restored, err = superviseDriverRestore(ctx, spec)
+	} else if spec.Mode == "restore" {
 		pid, err = superviseRestore(ctx, spec)
 	} else {
 		pid, err = superviseStart(ctx, specPath, spec)
@@ -163,12 +174,14 @@ func superviseMain(ctx context.Context, specPath string, spec *launchSpec) error
 		if pid > 0 {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		reportErr(report, err)
+		b, _ := json.Marshal(launchResult{Error: err.Error(), Restored: restored})
+		report.Write(b)
+		report.Close()
 		reap(-1)
 		return err
 	}
 	st, _ := readStat(pid)
-	b, _ := json.Marshal(launchResult{Pid: pid, StartTime: st.StartTime})
+	b, _ := json.Marshal(launchResult{Pid: pid, StartTime: st.StartTime, Restored: restored})
 	report.Write(b)
 	report.Close()
 	fmt.Printf("%s: workload %s runs as pid %d\n", time.Now().UTC().Format(time.RFC3339), spec.Name, pid)
@@ -310,6 +323,23 @@ func superviseRestore(ctx context.Context, spec *launchSpec) (int, error) {
 		}
 	}
 	return pid, nil
+}
+
+// superviseDriverRestore restores through ferry's native CRIU driver
+// (go-criu's swrk RPC) in this process: criu is our child, and the tree it
+// restores is reparented to us, the subreaper, when it exits.
+func superviseDriverRestore(ctx context.Context, spec *launchSpec) (int, *migrate.RestoreResult, error) {
+	d := &criu.Driver{Path: spec.CRIU}
+	res, err := d.Restore(ctx, *spec.Restore)
+	if err != nil {
+		return 0, res, err
+	}
+	if spec.NewNet {
+		if err := hostSideNet(ctx, spec); err != nil {
+			return res.PID, res, err
+		}
+	}
+	return res.PID, res, nil
 }
 
 // initMain runs as PID 1 of the workload's new namespaces. It waits until

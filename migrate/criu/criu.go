@@ -128,6 +128,9 @@ func (d *Driver) Checkpoint(ctx context.Context, req migrate.CheckpointRequest) 
 	if req.LeaveStopped {
 		opts.LeaveStopped = ptr(true)
 	}
+	if ps := req.PageServer; ps != nil {
+		opts.Ps = &rpc.CriuPageServerInfo{Address: ptr(ps.Address), Port: ptr(int32(ps.Port))}
+	}
 	res := &migrate.CheckpointResult{Log: filepath.Join(o.work.Name(), DumpLog)}
 	n := &notify{}
 	// CRIU must not be interrupted between freezing and resuming the tree:
