@@ -168,6 +168,9 @@ func collectRun(ctx context.Context, opts *CollectOptions) error {
 		if err != nil {
 			return err
 		}
+		if c, ok := h.(io.Closer); ok {
+			defer c.Close()
+		}
 		req.Hosts = append(req.Hosts, collect.Target{Host: h, Role: s.role})
 	}
 	if len(req.Hosts) == 1 {

@@ -36,7 +36,7 @@ type Options struct {
 	Timeout time.Duration
 	// MaxSize caps each file (default 25 MiB); the tail is kept.
 	MaxSize int64
-	// Parallel is how many collectors run at once (default 4).
+	// Parallel is how many collectors run at once on each host (default 4).
 	Parallel int
 	// RedactNetwork maps addresses and host names to placeholders.
 	RedactNetwork bool
@@ -179,14 +179,22 @@ func Collect(ctx context.Context, req Request) (*Result, error) {
 		mu       sync.Mutex
 		failures []string
 		wg       sync.WaitGroup
-		sem      = make(chan struct{}, req.Parallel)
+		sems     = map[string]chan struct{}{}
 		werr     error
 	)
 	for _, jb := range jobs {
+		if sems[jb.dir] == nil {
+			sems[jb.dir] = make(chan struct{}, req.Parallel)
+		}
+	}
+	// Hosts are worked on side by side, each with its own slots: one slow
+	// host does not hold the others back.
+	for _, jb := range jobs {
 		wg.Add(1)
-		sem <- struct{}{}
 		go func(jb job) {
 			defer wg.Done()
+			sem := sems[jb.dir]
+			sem <- struct{}{}
 			defer func() { <-sem }()
 			outs := runCollector(ctx, jb, req.Options)
 			for _, o := range outs {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -124,6 +125,9 @@ func fileName(p string) string {
 }
 
 func readFile(ctx context.Context, h host.Host, p, name string, lim Limits) Output {
+	if _, remote := h.(*host.SSH); remote && lim.MaxSize > 0 {
+		return readRemoteFile(ctx, h, p, name, lim)
+	}
 	out := Output{Name: name, Source: p, ExitCode: -1, OriginalSize: -1}
 	start := time.Now()
 	t := newTail(lim.MaxSize)
@@ -171,6 +175,37 @@ func readFile(ctx context.Context, h host.Host, p, name string, lim Limits) Outp
 	}
 	out.Data, out.Truncated = t.Bytes()
 	out.OriginalSize = t.total
+	if err != nil {
+		out.Err = fmt.Errorf("read %s: %w", p, err)
+	}
+	return out
+}
+
+// readRemoteFile reads the tail of a file on a remote host with tail -c,
+// streamed: an SSH host's Open reads the whole file into memory first, and
+// gigabytes of log must not cross the network for the last 25 MiB.
+func readRemoteFile(ctx context.Context, h host.Host, p, name string, lim Limits) Output {
+	out := Output{Name: name, Source: p, ExitCode: -1, OriginalSize: -1}
+	start := time.Now()
+	defer func() { out.Duration = time.Since(start) }()
+	t := newTail(lim.MaxSize)
+	_, err := h.Run(ctx, []string{"tail", "-c", strconv.FormatInt(lim.MaxSize, 10), "--", p}, host.RunOptions{Stdout: t, Timeout: -1, Env: []string{"LC_ALL=C"}})
+	var ce *host.CommandError
+	if errors.As(err, &ce) && ce.ExitCode > 0 && strings.Contains(ce.Stderr, "No such file or directory") {
+		out.Absent = true
+		return out
+	}
+	out.Data, out.Truncated = t.Bytes()
+	out.OriginalSize = t.total
+	// A full cap may be a cut: ask for the size (one more round trip,
+	// only then). /proc files say 0 and are never cut by tail.
+	if err == nil && int64(len(out.Data)) == lim.MaxSize {
+		if res, serr := h.Run(ctx, []string{"stat", "-L", "-c", "%s", "--", p}, host.RunOptions{Timeout: -1, Env: []string{"LC_ALL=C"}}); serr == nil {
+			if size, perr := strconv.ParseInt(strings.TrimSpace(string(res.Stdout)), 10, 64); perr == nil && size > lim.MaxSize {
+				out.Truncated, out.OriginalSize = true, size
+			}
+		}
+	}
 	if err != nil {
 		out.Err = fmt.Errorf("read %s: %w", p, err)
 	}
