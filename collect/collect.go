@@ -260,7 +260,7 @@ func artefact(jb job, o Output, red *Redactor) (bundle.Artefact, []byte) {
 		Path:         jb.dir + "/" + bundle.SafeComponent(jb.c.Name()) + "/" + safeName(o.Name),
 		Host:         red.Label(jb.target.Host.Name()),
 		Collector:    jb.c.Name(),
-		Source:       o.Source,
+		Source:       red.Label(o.Source),
 		ExitCode:     o.ExitCode,
 		Duration:     o.Duration,
 		Truncated:    o.Truncated,
@@ -341,9 +341,9 @@ func hostnamesOf(ctx context.Context, h host.Host) []string {
 
 // ForRun writes the bundle of a run that failed: the run's journal and
 // logs, the host-level artefacts of every host, and the container's when the
-// run was about one. The bundle goes to opt.Output, else into the run
-// directory. It returns the bundle's path; with a *PartialError the bundle
-// exists but is incomplete.
+// run was about one. The bundle goes into the run directory, as
+// bundle-<id>.tar.gz. It returns the bundle's path; with a *PartialError the
+// bundle exists but is incomplete.
 func ForRun(ctx context.Context, hosts []Target, store migrate.Store, runID string, opt Options) (string, error) {
 	j, err := store.Load(runID)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/ferry-migrate/ferry/internal/host"
@@ -104,13 +103,4 @@ func CommandText(j *migrate.Journal) string {
 // runSummary is the manifest's view of a journal.
 func runSummary(j *migrate.Journal) *bundle.Run {
 	return &bundle.Run{ID: j.ID, Operation: j.Operation, Command: j.Command, Target: j.Target, Result: j.Result, Error: j.Error}
-}
-
-func sortedKeys(m map[string]int) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
