@@ -131,14 +131,20 @@ func ContainerCollectors(c Container) []Collector {
 		Command{ID: "container-config", File: "config-show-expanded.yaml", Argv: []string{cl, "config", "show", "--expanded", ref}},
 		Command{ID: "container-mountinfo", File: "mountinfo.txt", Argv: []string{cl, "exec", ref, "--", "cat", "/proc/self/mountinfo"}},
 	}
+	// The log directory, and the CRIU logs a stateful stop or snapshot
+	// leaves beside its images (state/dump.log, restore.log).
+	roots := []struct{ logs, lib string }{{"/var/log/lxd/", "/var/lib/lxd/"}, {"/var/snap/lxd/common/lxd/logs/", "/var/snap/lxd/common/lxd/"}}
 	if c.Runtime == Incus {
-		return append(cs,
-			Dir{ID: "container-logs", Path: "/var/log/incus/" + c.Name},
-			Dir{ID: "container-logs", Path: "/var/lib/incus/logs/" + c.Name},
-		)
+		roots = []struct{ logs, lib string }{{"/var/log/incus/", "/var/lib/incus/"}, {"/var/lib/incus/logs/", ""}}
 	}
-	return append(cs,
-		Dir{ID: "container-logs", Path: "/var/log/lxd/" + c.Name},
-		Dir{ID: "container-logs", Path: "/var/snap/lxd/common/lxd/logs/" + c.Name},
-	)
+	for _, r := range roots {
+		cs = append(cs, Dir{ID: "container-logs", Path: r.logs + c.Name})
+		if r.lib != "" {
+			cs = append(cs,
+				Dir{ID: "container-state-logs", Path: r.lib + "containers/" + c.Name + "/state", Pattern: "*.log"},
+				Dir{ID: "container-state-logs", Path: r.lib + "containers-snapshots/" + c.Name, Pattern: "*.log"},
+			)
+		}
+	}
+	return cs
 }

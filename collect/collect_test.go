@@ -57,13 +57,14 @@ func lxdHost(t *testing.T, name string, dmesg fakeCmd) *fakeHost {
 	showLog := readTestdata(t, "lxc-info-c1-show-log.txt") +
 		"lxc c1 20261129 WARN Authorization: Bearer s3cretbearer4444abcdef from 10.20.30.40 mac 00:16:3e:aa:bb:cc\n"
 	return newFakeHost(t, name, map[string]string{
-		"/proc/self/mountinfo":       "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n",
-		"/etc/os-release":            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
-		"/proc/sys/kernel/hostname":  "db-primary-01\n",
-		"/var/log/lxd/lxd.log":       "t=2026 lvl=info msg=\"started\" host=db-primary-01 addr=10.20.30.40 token=eyJjbGllbnRfbmFtZSI6InMzY3JldC10cnVzdC10b2tlbiJ9\n",
-		"/var/log/lxd/c1/lxc.log":    readTestdata(t, "stateful-restore-console-failure.lxc.log") + "aws key AKIAABCDEFGHIJKLMNOP used\n",
-		"/var/log/lxd/c1/lxc.conf":   "lxc.uts.name = c1\nlxc.environment = API_TOKEN=s3cret-lxcenv-5555\nlxc.net.0.hwaddr = 00:16:3e:aa:bb:cc\n",
-		"/var/log/lxd/c1/deploy.key": "-----BEGIN OPENSSH PRIVATE KEY-----\nc3NoLXJzYS1zM2NyZXQ\n-----END OPENSSH PRIVATE KEY-----\n",
+		"/proc/self/mountinfo":                      "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n",
+		"/etc/os-release":                           "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
+		"/proc/sys/kernel/hostname":                 "db-primary-01\n",
+		"/var/log/lxd/lxd.log":                      "t=2026 lvl=info msg=\"started\" host=db-primary-01 addr=10.20.30.40 token=eyJjbGllbnRfbmFtZSI6InMzY3JldC10cnVzdC10b2tlbiJ9\n",
+		"/var/log/lxd/c1/lxc.log":                   readTestdata(t, "stateful-restore-console-failure.lxc.log") + "aws key AKIAABCDEFGHIJKLMNOP used\n",
+		"/var/log/lxd/c1/lxc.conf":                  "lxc.uts.name = c1\nlxc.environment = API_TOKEN=s3cret-lxcenv-5555\nlxc.net.0.hwaddr = 00:16:3e:aa:bb:cc\n",
+		"/var/lib/lxd/containers/c1/state/dump.log": "(00.1) Dumping finished successfully token=s3cret-dmesg-7777\n",
+		"/var/log/lxd/c1/deploy.key":                "-----BEGIN OPENSSH PRIVATE KEY-----\nc3NoLXJzYS1zM2NyZXQ\n-----END OPENSSH PRIVATE KEY-----\n",
 	}, map[string]fakeCmd{
 		"uname -a":                      {out: "Linux db-primary-01 6.18.44 #1 SMP x86_64 GNU/Linux\n"},
 		"dmesg":                         dmesg,
@@ -73,9 +74,13 @@ func lxdHost(t *testing.T, name string, dmesg fakeCmd) *fakeHost {
 		"incus info":                    {absent: true},
 		"lxc info c1 --show-log":        {out: showLog},
 		"lxc config show --expanded c1": {out: config},
-		"lxc exec c1 -- cat /proc/self/mountinfo":                     {out: readTestdata(t, "mountinfo-inside-c1.txt")},
-		"find /var/log/lxd/c1 -xdev -type f -print0":                  {out: "/var/log/lxd/c1/lxc.log\x00/var/log/lxd/c1/lxc.conf\x00/var/log/lxd/c1/deploy.key\x00"},
-		"find /var/snap/lxd/common/lxd/logs/c1 -xdev -type f -print0": {exit: 1, out: "find: '/var/snap/lxd/common/lxd/logs/c1': No such file or directory\n"},
+		"lxc exec c1 -- cat /proc/self/mountinfo":                                                      {out: readTestdata(t, "mountinfo-inside-c1.txt")},
+		"find -H /var/log/lxd/c1 -xdev -type f -print0":                                                {out: "/var/log/lxd/c1/lxc.log\x00/var/log/lxd/c1/lxc.conf\x00/var/log/lxd/c1/deploy.key\x00"},
+		"find -H /var/snap/lxd/common/lxd/logs/c1 -xdev -type f -print0":                               {exit: 1, out: "find: '/var/snap/lxd/common/lxd/logs/c1': No such file or directory\n"},
+		"find -H /var/lib/lxd/containers/c1/state -xdev -type f -name '*.log' -print0":                 {out: "/var/lib/lxd/containers/c1/state/dump.log\x00"},
+		"find -H /var/lib/lxd/containers-snapshots/c1 -xdev -type f -name '*.log' -print0":             {out: ""},
+		"find -H /var/snap/lxd/common/lxd/containers/c1/state -xdev -type f -name '*.log' -print0":     {exit: 1, out: "find: '/var/snap/lxd/common/lxd/containers/c1/state': No such file or directory\n"},
+		"find -H /var/snap/lxd/common/lxd/containers-snapshots/c1 -xdev -type f -name '*.log' -print0": {exit: 1, out: "find: '/var/snap/lxd/common/lxd/containers-snapshots/c1': No such file or directory\n"},
 	})
 }
 
@@ -215,14 +220,16 @@ func TestCollectStatuses(t *testing.T) {
 		got[strings.TrimPrefix(a.Path, "testbed-src/")] = a.Status
 	}
 	want := map[string]string{
-		"uname/uname.txt":                                bundle.StatusOK,
-		"dmesg/dmesg.txt":                                bundle.StatusFailed,
-		"incus-info/incus-info.txt":                      bundle.StatusAbsent,
-		"lxd-bridge/etc-default-lxd-bridge":              bundle.StatusAbsent,
-		"incus-log/var-log-incus-incusd.log":             bundle.StatusAbsent,
-		"container-logs/var-log-lxd-c1/lxc.log":          bundle.StatusOK,
-		"container-logs/var-snap-lxd-common-lxd-logs-c1": bundle.StatusAbsent,
-		"mountinfo/proc-self-mountinfo":                  bundle.StatusOK,
+		"uname/uname.txt":                                               bundle.StatusOK,
+		"dmesg/dmesg.txt":                                               bundle.StatusFailed,
+		"incus-info/incus-info.txt":                                     bundle.StatusAbsent,
+		"lxd-bridge/etc-default-lxd-bridge":                             bundle.StatusAbsent,
+		"incus-log/var-log-incus-incusd.log":                            bundle.StatusAbsent,
+		"container-logs/var-log-lxd-c1/lxc.log":                         bundle.StatusOK,
+		"container-logs/var-snap-lxd-common-lxd-logs-c1":                bundle.StatusAbsent,
+		"container-state-logs/var-lib-lxd-containers-c1-state/dump.log": bundle.StatusOK,
+		"container-state-logs/var-lib-lxd-containers-snapshots-c1":      bundle.StatusAbsent,
+		"mountinfo/proc-self-mountinfo":                                 bundle.StatusOK,
 	}
 	for p, st := range want {
 		if got[p] != st {

@@ -240,6 +240,9 @@ func seekTail(f io.Reader, t *tail, max int64) {
 type Dir struct {
 	ID   string
 	Path string
+	// Pattern, when set, keeps only the files whose name matches this
+	// find -name pattern ("*.log": CRIU logs beside image files).
+	Pattern string
 	// MaxFiles bounds how many files are read (default 200).
 	MaxFiles int
 }
@@ -251,7 +254,13 @@ func (d Dir) Collect(ctx context.Context, h host.Host, lim Limits) []Output {
 	if max <= 0 {
 		max = 200
 	}
-	argv := []string{"find", d.Path, "-xdev", "-type", "f", "-print0"}
+	// -H: the directory itself may be a symlink (LXD's containers/<c>
+	// points into its storage pool); nothing below it is followed.
+	argv := []string{"find", "-H", d.Path, "-xdev", "-type", "f"}
+	if d.Pattern != "" {
+		argv = append(argv, "-name", d.Pattern)
+	}
+	argv = append(argv, "-print0")
 	res, err := h.Run(ctx, argv, host.RunOptions{Timeout: -1})
 	if err != nil {
 		var ce *host.CommandError
