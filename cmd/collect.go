@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,8 @@ type CollectOptions struct {
 	Store migrate.Store
 	Now   func() time.Time
 	CRIU  string
+	// Log receives one line per artefact (shown with --log-level info).
+	Log *slog.Logger
 
 	Container     string
 	RunID         string
@@ -99,7 +102,7 @@ otherwise the local machine.`,
   ferry collect --container incus:web --out /tmp/web.tar.zst --compression zstd`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			opts.Format, opts.Host, opts.Store, opts.Now, opts.CRIU = f.Output, f.Host, f.runStore(), f.Now, f.CRIUPath()
+			opts.Format, opts.Host, opts.Store, opts.Now, opts.CRIU, opts.Log = f.Output, f.Host, f.runStore(), f.Now, f.CRIUPath(), f.Log
 			if runF != nil {
 				return runF(c.Context(), opts)
 			}
@@ -124,6 +127,9 @@ func collectRun(ctx context.Context, opts *CollectOptions) error {
 		Timeout: opts.Timeout, RedactNetwork: opts.RedactNetwork, Compression: opts.Compression,
 		CRIU: opts.CRIU, Now: opts.Now, Ferry: version,
 	}}
+	if opts.Log != nil {
+		req.Progress = func(line string) { opts.Log.Info("collected", "artefact", line) }
+	}
 	if opts.Compression != bundle.Gzip && opts.Compression != bundle.Zstd {
 		return exit.Usagef("use --compression gz or zstd", "unknown compression %q", opts.Compression)
 	}
