@@ -23,10 +23,11 @@ $(FERRY): FORCE
 deps:
 	scripts/install-deps.sh
 
-# ferry's main job on the built-in default: this host.
+# ferry's main job on the built-in default: this host's facts, then a live
+# migration between two simulated hosts with its downtime; the testbed is
+# torn down at the end.
 demo: deps build
-	$(FERRY) version
-	$(FERRY) probe
+	FERRY=$(FERRY) scripts/demo.sh
 
 vet:
 	$(GO) vet ./...

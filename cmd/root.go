@@ -44,8 +44,11 @@ directory holding a captured host.`,
 
 	root.AddCommand(
 		newVersionCmd(f, nil),
+		newProbeCmd(f, nil),
+		newCheckCmd(f, nil),
 		newCheckpointCmd(f, nil),
 		newRestoreCmd(f, nil),
+		newMigrateCmd(f, nil),
 		newRunsCmd(f),
 		newExplainCmd(f, nil),
 		newTestbedCmd(f, nil),

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -69,49 +68,14 @@ func TestTestbedUsage(t *testing.T) {
 	}
 }
 
-// buildFerry builds a static ferry for the testbed to run its workloads with.
-func buildFerry(t *testing.T) string {
-	t.Helper()
-	testenv.RequireCommand(t, "go")
-	exe := filepath.Join(t.TempDir(), "ferry")
-	cmd := exec.Command("go", "build", "-o", exe, "./ferry")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return exe
-}
-
 // TestTestbedCommands drives the testbed through the CLI as a user would,
 // one ferry invocation per step, on a testbed of its own.
 func TestTestbedCommands(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip", "nsenter", "nft")
 	testenv.CRIU(t)
-	exe := buildFerry(t)
-	dir := t.TempDir()
-	// Workloads open a device node in their rootfs: not on a nodev /tmp.
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err == nil && fs.Flags&unix.ST_NODEV != 0 {
-		var err error
-		if dir, err = os.MkdirTemp("/var/tmp", "ferry-testbed-cmd-"); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-	}
-	t.Setenv(testbed.DirEnv, dir)
-	t.Setenv(testbed.PrefixEnv, fmt.Sprintf("c%d", os.Getpid()%10000))
-	t.Setenv(testbed.ExeEnv, exe)
-	ferry := func(args ...string) (int, string, string) {
-		io, out, errOut := testIO()
-		code := Run(context.Background(), args, io)
-		return code, out.String(), errOut.String()
-	}
-	t.Cleanup(func() {
-		if code, _, errOut := ferry("testbed", "down"); code != 0 {
-			t.Errorf("cleanup: down: exit %d: %s", code, errOut)
-		}
-	})
+	exe := testenv.FerryBinary(t)
+	ferry := ownTestbed(t, "c")
 	h1 := os.Getenv(testbed.PrefixEnv) + "1"
 
 	steps := []struct {
@@ -193,4 +157,37 @@ func TestTestbedCommands(t *testing.T) {
 	if code, out, _ = ferry("testbed", "down"); code != 0 || !strings.Contains(out, "nothing to remove") {
 		t.Errorf("second down: exit %d\n%s", code, out)
 	}
+}
+
+// ownTestbed points the testbed commands at a testbed of this test's own
+// (directory, host prefix, a static ferry for the workloads) and takes it
+// down when the test ends. It returns a function that runs ferry.
+func ownTestbed(t *testing.T, prefix string) func(args ...string) (int, string, string) {
+	t.Helper()
+	exe := testenv.FerryBinary(t)
+	dir := t.TempDir()
+	// Workloads open a device node in their rootfs: not on a nodev /tmp.
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err == nil && fs.Flags&unix.ST_NODEV != 0 {
+		var err error
+		if dir, err = os.MkdirTemp("/var/tmp", "ferry-testbed-cmd-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	t.Setenv(testbed.DirEnv, dir)
+	t.Setenv(testbed.PrefixEnv, fmt.Sprintf("%s%d", prefix, os.Getpid()%10000))
+	t.Setenv(testbed.ExeEnv, exe)
+	t.Setenv("FERRY_RUNS", t.TempDir())
+	ferry := func(args ...string) (int, string, string) {
+		io, out, errOut := testIO()
+		code := Run(context.Background(), args, io)
+		return code, out.String(), errOut.String()
+	}
+	t.Cleanup(func() {
+		if code, _, errOut := ferry("testbed", "down"); code != 0 {
+			t.Errorf("cleanup: down: exit %d: %s", code, errOut)
+		}
+	})
+	return ferry
 }

@@ -41,12 +41,23 @@ type Placement interface {
 	Adopt(ctx context.Context, restore func(context.Context, RestoreRequest) (*RestoreResult, error), req RestoreRequest) (*RestoreResult, error)
 	// Verify checks the workload on the target.
 	Verify(ctx context.Context, pid int) error
-	// KillTarget removes whatever the restore left on the target.
+	// KillTarget removes whatever the run left on the target: the
+	// restored tree (pid, 0 when none), files, a page server. It must be
+	// safe to call after a partial Prepare.
 	KillTarget(ctx context.Context, pid int) error
 	// Resume brings the source back after a failure.
 	Resume(ctx context.Context) error
 	// Commit records the move and removes the stopped source.
 	Commit(ctx context.Context, pid int) error
+}
+
+// Guard is implemented by placements that can watch a dump in progress:
+// Guard starts watching (e.g. for a memory transfer that stopped moving)
+// and returns a function that stops the watch and says what it did, if
+// anything. A guard may break the transfer so that CRIU fails the dump and
+// resumes the workload; it never kills CRIU.
+type Guard interface {
+	Guard(ctx context.Context) (stop func() string)
 }
 
 // MigrateOp is one live migration.
@@ -87,16 +98,17 @@ func (e *Engine) Migrate(ctx context.Context, op MigrateOp) (*Journal, error) {
 	keep := context.WithoutCancel(ctx)
 
 	var (
+		prepared  bool // the target holds something of this run that must go on failure
 		stopped   bool // the source tree is frozen-stopped and must be resumed on failure
 		targetPID int
 		frozenAt  time.Time
 	)
 	fail := func(step string, cause error) (*Journal, error) {
 		result := RunFailed
-		if stopped || targetPID > 0 {
+		if stopped || prepared {
 			rbErr := run.Step(StepRollback, src, func(s *Step) error {
 				var errs []error
-				if targetPID > 0 {
+				if prepared {
 					errs = append(errs, p.KillTarget(keep, targetPID))
 				}
 				if stopped {
@@ -105,8 +117,10 @@ func (e *Engine) Migrate(ctx context.Context, op MigrateOp) (*Journal, error) {
 				return errors.Join(errs...)
 			})
 			if rbErr == nil {
-				result = RunRolledBack
-				_ = run.Update(func(j *Journal) { j.Workload = op.Target.String() + " on " + src + " (resumed)" })
+				if stopped {
+					result = RunRolledBack
+					_ = run.Update(func(j *Journal) { j.Workload = op.Target.String() + " on " + src + " (resumed)" })
+				}
 			} else {
 				cause = errors.Join(cause, fmt.Errorf("rollback: %w", rbErr))
 				_ = run.Update(func(j *Journal) {
@@ -144,6 +158,7 @@ func (e *Engine) Migrate(ctx context.Context, op MigrateOp) (*Journal, error) {
 	}
 
 	var restoreReq RestoreRequest
+	prepared = true
 	if err := run.Step("prepare-target", dst, func(s *Step) error {
 		var err error
 		restoreReq, err = p.Prepare(ctx, run.Dir)
@@ -164,8 +179,18 @@ func (e *Engine) Migrate(ctx context.Context, op MigrateOp) (*Journal, error) {
 	var dump *CheckpointResult
 	dumpStart := e.now()
 	err = run.Step(StepDump, src, func(s *Step) error {
+		stopGuard := func() string { return "" }
+		if g, ok := p.(Guard); ok {
+			stopGuard = g.Guard(keep)
+		}
 		var err error
 		dump, err = op.SourceDriver.Checkpoint(keep, ck)
+		if did := stopGuard(); did != "" {
+			s.Notes = map[string]string{"guard": did}
+			if err != nil {
+				err = fmt.Errorf("%s: %w", did, err)
+			}
+		}
 		if dump != nil {
 			s.Log = relLog(run.Dir, dump.Log)
 		}
@@ -221,7 +246,7 @@ func (e *Engine) Migrate(ctx context.Context, op MigrateOp) (*Journal, error) {
 	// The target runs and verified: from here on the move is done, even if
 	// the user interrupts.
 	if err := run.Step("commit", src, func(s *Step) error { return p.Commit(keep, targetPID) }); err != nil {
-		stopped, targetPID = false, 0
+		stopped, prepared = false, false
 		return fail("commit", err)
 	}
 	stats := dump.Stats

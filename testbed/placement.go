@@ -38,7 +38,10 @@ type Placement struct {
 	transferred, moved      bool
 }
 
-var _ migrate.Placement = (*Placement)(nil)
+var (
+	_ migrate.Placement = (*Placement)(nil)
+	_ migrate.Guard     = (*Placement)(nil)
+)
 
 // Placement prepares the move of workload name to host to in mode
 // (migrate.ModeStopCopy or migrate.ModePageServer). It checks what can be
@@ -240,6 +243,9 @@ func (p *Placement) Verify(ctx context.Context, _ int) error {
 // KillTarget removes the restored copy and points the state back at the
 // stopped source.
 func (p *Placement) KillTarget(ctx context.Context, pid int) error {
+	if ps := readPid(p.psPidFile); ps > 0 {
+		_ = syscall.Kill(ps, syscall.SIGKILL)
+	}
 	if pid > 0 {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		if left := waitGone([]int{pid}, 10*time.Second); len(left) > 0 {
@@ -266,9 +272,6 @@ func (p *Placement) KillTarget(ctx context.Context, pid int) error {
 // CRIU takes them out; such a tree is restored again on its own host from
 // the images. Any other tree is continued where it stopped.
 func (p *Placement) Resume(ctx context.Context) error {
-	if pid := readPid(p.psPidFile); pid > 0 {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
 	srcHost := p.SourceHost()
 	inner := &host.Netns{Label: "workload:" + p.name, Netns: fmt.Sprintf("../../proc/%d/ns/net", p.w.Pid)}
 	tcp, _ := filepath.Glob(filepath.Join(p.imgSrc, "tcp-stream-*.img"))
@@ -291,6 +294,13 @@ func (p *Placement) Resume(ctx context.Context) error {
 	}
 	_ = syscall.Kill(p.w.Pid, syscall.SIGKILL)
 	waitGone([]int{p.w.Pid}, 10*time.Second)
+	if p.w.Net == NetOwn {
+		// The dead tree's network namespace goes away asynchronously; its
+		// link would clash with the one CRIU is about to create.
+		if err := p.dropLink(ctx, srcHost); err != nil {
+			return err
+		}
+	}
 	req := migrate.RestoreRequest{ImagesDir: imgs, LogDir: filepath.Dir(p.imgSrc), Root: p.w.Rootfs, TCPEstablished: true, NetworkLock: "nftables"}
 	if p.w.Net == NetOwn {
 		req.External = []string{"veth[eth0]:" + p.w.Veth}
@@ -309,6 +319,18 @@ func (p *Placement) Resume(ctx context.Context) error {
 		p.w.Pid = lr.Pid
 		return p.tb.route(ctx, st, w)
 	})
+}
+
+// dropLink deletes the workload's host-side link on h and waits until it
+// is gone.
+func (p *Placement) dropLink(ctx context.Context, h host.Host) error {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := h.Run(ctx, []string{"ip", "link", "show", p.w.Veth}, host.RunOptions{}); err != nil {
+			return nil
+		}
+		_, _ = h.Run(ctx, []string{"ip", "link", "del", p.w.Veth}, host.RunOptions{})
+	}
+	return fmt.Errorf("link %s on %s does not go away", p.w.Veth, h.Name())
 }
 
 // sourceRoutes points the workload's address back at its source host.
@@ -384,4 +406,68 @@ func dirBytes(dir string) int64 {
 		return nil
 	})
 	return n
+}
+
+// StallTimeout is how long a page-server transfer may make no progress
+// before the guard breaks it.
+var StallTimeout = 10 * time.Second
+
+// Guard watches the dump's connection to the page server (page-server
+// mode): when its acknowledged bytes stop moving for StallTimeout (the link
+// is down: TCP would retry for many minutes), it destroys the socket in the
+// source host (ss -K, SOCK_DESTROY). CRIU's write then fails, CRIU fails the
+// dump and resumes the tree, and the engine reports the failure.
+func (p *Placement) Guard(ctx context.Context) func() string {
+	if p.ps == nil {
+		return func() string { return "" }
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan string, 1)
+	go func() {
+		filter := []string{"dst", p.ps.Address, "dport", "=", strconv.Itoa(p.ps.Port)}
+		var last string
+		lastMove := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				done <- ""
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			out, err := host.Output(ctx, p.SourceHost(), append([]string{"ss", "-tinH"}, filter...)...)
+			if err != nil {
+				continue
+			}
+			// A connection still being made (SYN-SENT) has no bytes
+			// acknowledged yet: its state is its progress.
+			progress := ackedBytes(string(out))
+			if f := strings.Fields(string(out)); len(f) > 0 {
+				progress = f[0] + " " + progress
+			}
+			if progress != last {
+				last, lastMove = progress, time.Now()
+				continue
+			}
+			if progress != "" && time.Since(lastMove) > StallTimeout {
+				_, _ = p.SourceHost().Run(ctx, append([]string{"ss", "-K"}, filter...), host.RunOptions{})
+				done <- fmt.Sprintf("the memory transfer to %s stalled for %s: its connection was closed", p.dst.Name, StallTimeout)
+				return
+			}
+		}
+	}()
+	return func() string {
+		cancel()
+		return <-done
+	}
+}
+
+// ackedBytes is the bytes_acked figure of `ss -tin` output ("" when no
+// connection is listed).
+func ackedBytes(ss string) string {
+	for _, f := range strings.Fields(ss) {
+		if v, ok := strings.CutPrefix(f, "bytes_acked:"); ok {
+			return v
+		}
+	}
+	return ""
 }

@@ -1,0 +1,206 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-migrate/ferry/internal/criubin"
+	"github.com/ferry-migrate/ferry/internal/exit"
+	"github.com/ferry-migrate/ferry/internal/host"
+	"github.com/ferry-migrate/ferry/internal/output"
+	"github.com/ferry-migrate/ferry/migrate"
+	"github.com/ferry-migrate/ferry/migrate/agent"
+	"github.com/ferry-migrate/ferry/probe"
+	"github.com/ferry-migrate/ferry/testbed"
+)
+
+// MigrateOptions are the inputs of `ferry migrate`.
+type MigrateOptions struct {
+	IO      *IOStreams
+	Format  output.Format
+	Engine  *migrate.Engine
+	Testbed func() (*testbed.Testbed, error)
+	CRIU    func(ctx context.Context) (criubin.Info, error)
+	Lift    func(string) []string
+
+	Target   string
+	To       string
+	Mode     string
+	Force    bool
+	NoReport bool
+}
+
+func newMigrateCmd(f *Factory, runF func(context.Context, *MigrateOptions) error) *cobra.Command {
+	opts := &MigrateOptions{IO: f.IO}
+	c := &cobra.Command{
+		Use:   "migrate TARGET --to HOST",
+		Short: "Live-migrate a workload to another host, timing every step",
+		Long: `Live-migrate a workload with CRIU running on both ends, and report the
+downtime (from the source being frozen until the workload runs on the
+target) with its breakdown.
+
+The source is dumped and left stopped, its network locked; only when the
+workload runs and passes its check on the target is the source removed. Any
+failure before that (or an interrupt) brings the source back and cleans the
+target, so the workload never runs twice and is never lost.
+
+Modes: stop-copy dumps to disk, copies the images and restores; page-server
+streams memory to CRIU's page server on the target during the dump. Lazy
+migration is refused: lazy pages over the network fail with CRIU 4.2.1.
+
+TARGET is testbed:NAME (a workload of ` + "`ferry testbed run`" + `) and HOST a
+testbed host (testbed:tb2).`,
+		Example: `  ferry testbed up && ferry testbed run tb1 counter mem --memory 64M
+  ferry migrate testbed:counter --to testbed:tb2
+  ferry migrate testbed:counter --to testbed:tb1 --mode page-server --output json`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, args []string) error {
+			opts.Target, opts.Format = args[0], f.Output
+			opts.Engine = &migrate.Engine{Store: f.runStore(), Command: os.Args, Now: f.Now, OnStep: stepPrinter(f.IO)}
+			opts.Testbed = func() (*testbed.Testbed, error) { return testbed.FromEnv(f.Getenv) }
+			opts.CRIU = func(ctx context.Context) (criubin.Info, error) {
+				return criubin.Find(ctx, host.Local{}, f.CRIUPath())
+			}
+			opts.Lift = f.Lift
+			if runF != nil {
+				return runF(c.Context(), opts)
+			}
+			return migrateRun(c.Context(), opts)
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&opts.To, "to", "", "host to move the workload to (testbed:NAME)")
+	fl.StringVar(&opts.Mode, "mode", migrate.ModeStopCopy, "stop-copy or page-server")
+	fl.BoolVar(&opts.Force, "force", false, "migrate even when the compatibility check finds blockers")
+	fl.BoolVar(&opts.NoReport, "no-report", false, "on failure, do not gather the bug-report bundle")
+	_ = c.MarkFlagRequired("to")
+	return c
+}
+
+// criuOnBothEnds checks that CRIU answers on each host, as the user named
+// it, and that the target's is not older than the source's: before
+// anything is frozen.
+func criuOnBothEnds(ctx context.Context, path string, src, dst host.Host) error {
+	si, err := criubin.Find(ctx, src, path)
+	if err != nil {
+		return fmt.Errorf("CRIU on the source: %w", err)
+	}
+	di, err := criubin.Find(ctx, dst, path)
+	if err != nil {
+		return fmt.Errorf("CRIU on the target: %w", err)
+	}
+	if di.Version.Less(si.Version) {
+		return exit.WithHint(fmt.Errorf("CRIU %s on the target is older than %s on the source", di.VersionString, si.VersionString),
+			"install the same CRIU on both hosts (make deps)")
+	}
+	return nil
+}
+
+// compatible runs ferry check between the hosts: blockers refuse the move
+// (exit 3) unless force, which only warns.
+func compatible(ctx context.Context, criuPath string, src, dst host.Host, force bool, io *IOStreams) error {
+	var sf, df *probe.Facts
+	var serr, derr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); sf, serr = probe.Gather(ctx, src, probe.Options{CRIUPath: criuPath}) }()
+	go func() { defer wg.Done(); df, derr = probe.Gather(ctx, dst, probe.Options{CRIUPath: criuPath}) }()
+	wg.Wait()
+	if err := errors.Join(serr, derr); err != nil {
+		return fmt.Errorf("compatibility check: %w", err)
+	}
+	rep := probe.Check(sf, df, probe.RuntimeCRIU)
+	if rep.Blockers == 0 {
+		return nil
+	}
+	var lines, hints []string
+	for _, f := range rep.Findings {
+		if f.Severity == probe.Blocker {
+			lines = append(lines, f.Rule+": "+f.Message)
+			if f.Hint != "" {
+				hints = append(hints, f.Hint)
+			}
+		}
+	}
+	msg := fmt.Sprintf("%s cannot take workloads from %s: %s", dst.Name(), src.Name(), strings.Join(lines, "; "))
+	if force {
+		fmt.Fprintf(io.ErrOut, "warning: --force: %s\n", msg)
+		return nil
+	}
+	return exit.New(exit.Incompatible, errors.New(msg), append(hints, "`ferry check` shows every finding; --force migrates anyway")...)
+}
+
+// stepPrinter writes one progress line per finished step on stderr.
+func stepPrinter(io *IOStreams) func(migrate.Step) {
+	return func(s migrate.Step) {
+		if s.Result == migrate.StepRunning {
+			if io.ErrTTY {
+				fmt.Fprintf(io.ErrOut, "%s on %s ...\n", s.Name, s.Host)
+			}
+			return
+		}
+		fmt.Fprintf(io.ErrOut, "%-14s %-14s %8.1fms  %s\n", s.Name, s.Host, float64(s.Duration)/float64(time.Millisecond), s.Result)
+	}
+}
+
+func migrateRun(ctx context.Context, opts *MigrateOptions) error {
+	t, err := migrate.ParseTarget(opts.Target)
+	if err != nil {
+		return exit.New(exit.Usage, err)
+	}
+	to, err := host.ParseSpec(opts.To)
+	if err != nil {
+		return exit.New(exit.Usage, err)
+	}
+	if t.Kind != migrate.KindTestbed || to.Testbed == "" {
+		return exit.Usagef("migrate testbed:NAME --to testbed:HOST; pid:N targets are moved with checkpoint and restore, lxd and incus targets by their runtime",
+			"migrate of %s to %s is not supported", opts.Target, opts.To)
+	}
+	if opts.Mode == migrate.ModeLazy || (opts.Mode != migrate.ModeStopCopy && opts.Mode != migrate.ModePageServer) {
+		return exit.New(exit.Usage, &migrate.ModeError{Mode: opts.Mode})
+	}
+	info, err := opts.CRIU(ctx)
+	if err != nil {
+		return err
+	}
+	tb, err := opts.Testbed()
+	if err != nil {
+		return err
+	}
+	tb.CRIU = info.Path
+	p, err := tb.Placement(ctx, t.Name, to.Testbed, opts.Mode)
+	if err != nil {
+		return err
+	}
+	p.Lift = opts.Lift
+	agentArgv := []string{tb.Exe, "agent", "--stdio", "--criu", info.Path}
+	src := &agent.Driver{Host: p.SourceHost(), Argv: agentArgv, Label: "criu"}
+	dst := &agent.Driver{Host: p.DestHost(), Argv: agentArgv, Label: "criu"}
+	j, err := opts.Engine.Migrate(ctx, migrate.MigrateOp{
+		Target: t, Source: p.SourceHost(), Dest: p.DestHost(),
+		SourceDriver: src, DestDriver: dst, Placement: p, Mode: opts.Mode,
+		Preflight: func(ctx context.Context) error {
+			if err := criuOnBothEnds(ctx, info.Path, p.SourceHost(), p.DestHost()); err != nil {
+				return err
+			}
+			return compatible(ctx, info.Path, p.SourceHost(), p.DestHost(), opts.Force, opts.IO)
+		},
+	})
+	if j != nil {
+		if werr := output.Write(opts.IO.Out, opts.Format, j); werr != nil && err == nil {
+			return werr
+		}
+	}
+	err = operationError(err)
+	if err != nil && !opts.NoReport && j != nil {
+		err = exit.WithHint(err, "bundle the run for a bug report: ferry collect --run "+j.ID)
+	}
+	return err
+}
