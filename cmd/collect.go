@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/internal/output"
 	"github.com/ferry-migrate/ferry/migrate"
+	"github.com/ferry-migrate/ferry/probe"
 	"github.com/ferry-migrate/ferry/report/bundle"
 )
 
@@ -130,6 +132,7 @@ func collectRun(ctx context.Context, opts *CollectOptions) error {
 	if opts.Log != nil {
 		req.Progress = func(line string) { opts.Log.Info("collected", "artefact", line) }
 	}
+	req.Extra = []collect.Collector{factsCollector(opts.CRIU)}
 	if opts.Compression != bundle.Gzip && opts.Compression != bundle.Zstd {
 		return exit.Usagef("use --compression gz or zstd", "unknown compression %q", opts.Compression)
 	}
@@ -215,6 +218,26 @@ func collectRun(ctx context.Context, opts *CollectOptions) error {
 	return err
 }
 
+// factsCollector stores ferry's facts of each host (ferry.facts/v1, as
+// `ferry probe -o json` prints them) in the bundle: `ferry report` compares
+// them rule by rule, and `ferry check` can read a host from the bundle.
+func factsCollector(criu string) collect.Collector {
+	return collect.Func{ID: host.FactsCollector, File: "facts.json", Fn: func(ctx context.Context, h host.Host) ([]byte, error) {
+		opt := probe.Options{}
+		switch h.(type) {
+		case host.Local, *host.Local, *host.Netns:
+			// These share the local filesystem: --criu applies.
+			opt.CRIUPath = criu
+		}
+		f, err := probe.Gather(ctx, h, opt)
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.MarshalIndent(f, "", "  ")
+		return append(b, '\n'), err
+	}}
+}
+
 // failureBundle makes the bug-report bundle of a failed run, for the
 // commands that run operations (checkpoint, restore, migrate): it returns
 // the hint lines to print (the bundle's path and how to summarise it), or
@@ -236,7 +259,8 @@ func failureBundle(ctx context.Context, f *Factory, runID string, hosts ...host.
 	// is still wanted, within its own time limit.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	p, err := collect.ForRun(ctx, ts, f.runStore(), runID, collect.Options{CRIU: f.CRIUPath(), Now: f.Now, Ferry: version})
+	p, err := collect.ForRun(ctx, ts, f.runStore(), runID, collect.Options{CRIU: f.CRIUPath(), Now: f.Now, Ferry: version},
+		factsCollector(f.CRIUPath()))
 	var partial *collect.PartialError
 	switch {
 	case err == nil:

@@ -16,10 +16,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ferry-migrate/ferry/collect"
 	"github.com/ferry-migrate/ferry/internal/exit"
 	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/internal/testenv"
 	"github.com/ferry-migrate/ferry/migrate"
+	"github.com/ferry-migrate/ferry/probe"
 	"github.com/ferry-migrate/ferry/report"
 	"github.com/ferry-migrate/ferry/report/bundle"
 )
@@ -119,6 +121,12 @@ func TestCollectFailedRestore(t *testing.T) {
 			t.Errorf("%s lacks %q", p, needle)
 		}
 	}
+	// ferry's facts of the host, still readable after redaction.
+	if fb, err := os.ReadFile(filepath.Join(unpacked, "local/facts/facts.json")); err != nil {
+		t.Error(err)
+	} else if f, err := probe.Read(bytes.NewReader(fb), "facts.json"); err != nil || f.Kernel.Release == "" {
+		t.Errorf("facts in the bundle: %v", err)
+	}
 	if m.Run == nil || m.Run.ID != rj.ID || m.Run.Result != migrate.RunFailed || !strings.Contains(m.Run.Error, "File exists") {
 		t.Errorf("manifest run: %+v", m.Run)
 	}
@@ -215,4 +223,75 @@ func TestCollectPartial(t *testing.T) {
 	if len(b.Manifest.Failures) != len(res.Failures) {
 		t.Errorf("manifest failures %d, result %d", len(b.Manifest.Failures), len(res.Failures))
 	}
+}
+
+// TestReportFindingsFromBundleFacts: the facts a bundle holds of its source
+// and target (redacted, network included, as collect writes them) go
+// through ferry check's rules in ferry report.
+func TestReportFindingsFromBundleFacts(t *testing.T) {
+	red := collect.NewRedactor(true)
+	red.AddHostnames("vm")
+	p := filepath.Join(t.TempDir(), "b.tar.gz")
+	w, err := bundle.Create(p, bundle.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []struct{ dir, file string }{{"src", "facts-vm-6.18.json"}, {"dst", "facts-cpu-no-avx512.json"}} {
+		raw, err := os.ReadFile(filepath.Join("testdata", h.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := red.Redact(raw)
+		if _, err := probe.Read(bytes.NewReader(data), h.file); err != nil {
+			t.Fatalf("redacted facts no longer read: %v", err)
+		}
+		if _, err := w.Add(bundle.Artefact{Path: h.dir + "/facts/facts.json", Collector: host.FactsCollector, Status: bundle.StatusOK, ExitCode: -1}, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Close(bundle.Manifest{Hosts: []bundle.Host{{Name: "testbed:src", Role: "source", Dir: "src"}, {Name: "testbed:dst", Role: "target", Dir: "dst"}}}); err != nil {
+		t.Fatal(err)
+	}
+	io, stdout, errOut := testIO()
+	if code := Run(context.Background(), []string{"report", p, "--format", "json"}, io); code != exit.OK {
+		t.Fatalf("report exit %d: %s", code, errOut)
+	}
+	var r report.Report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range r.Findings {
+		if f.Severity == "blocker" && f.Rule == "cpu.instruction-flags" && strings.Contains(f.Message, "avx512") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no cpu.instruction-flags blocker in %+v", r.Findings)
+	}
+
+	// One host: nothing to compare, said so.
+	one := testBundleOneHost(t)
+	io, stdout, _ = testIO()
+	if code := Run(context.Background(), []string{"report", one, "--format", "json"}, io); code != exit.OK {
+		t.Fatal(code)
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || len(r.Findings) != 0 || !strings.Contains(r.FindingsNote, "one host") {
+		t.Errorf("one host: %v %+v %q", err, r.Findings, r.FindingsNote)
+	}
+}
+
+func testBundleOneHost(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "one.tar.gz")
+	w, err := bundle.Create(p, bundle.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Add(bundle.Artefact{Path: "local/uname/uname.txt", Collector: "uname", Command: []string{"uname", "-a"}, Status: bundle.StatusOK}, []byte("Linux vm 6.18\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Close(bundle.Manifest{Hosts: []bundle.Host{{Name: "local", Role: "host", Dir: "local"}}}); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

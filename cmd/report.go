@@ -1,13 +1,17 @@
 package cmd
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-migrate/ferry/internal/exit"
+	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/internal/output"
+	"github.com/ferry-migrate/ferry/probe"
 	"github.com/ferry-migrate/ferry/report"
 	"github.com/ferry-migrate/ferry/report/bundle"
 )
@@ -70,5 +74,47 @@ func reportRun(ctx context.Context, opts *ReportOptions) error {
 		return exit.WithHint(fmt.Errorf("bundle %s does not match its manifest: %w", opts.Bundle, err),
 			"the bundle was changed after ferry wrote it; ask for a fresh one")
 	}
-	return report.Render(opts.IO.Out, report.Build(b, report.Options{}), opts.Format)
+	return report.Render(opts.IO.Out, report.Build(b, report.Options{Findings: bundleFindings}), opts.Format)
+}
+
+// bundleFindings runs the compatibility rules (ferry check's) on the facts
+// the bundle holds of its source and target.
+func bundleFindings(b *bundle.Bundle) ([]report.Finding, string) {
+	m := b.Manifest
+	if len(m.Hosts) < 2 {
+		return nil, "the bundle holds one host: there is nothing to compare"
+	}
+	var facts []*probe.Facts
+	for _, h := range m.Hosts[:2] {
+		for _, a := range m.Artefacts {
+			if a.Collector != host.FactsCollector || a.Status != bundle.StatusOK || !strings.HasPrefix(a.Path, h.Dir+"/") {
+				continue
+			}
+			data, _ := b.File(a.Path)
+			if f, err := probe.Read(bytes.NewReader(data), a.Path); err == nil {
+				facts = append(facts, f)
+			}
+			break
+		}
+	}
+	if len(facts) < 2 {
+		return nil, "the bundle lacks the facts of its source or target (collected by an older ferry, or the probe failed)"
+	}
+	runtime := probe.RuntimeCRIU
+	switch {
+	case strings.HasPrefix(m.Container, "lxd:"):
+		runtime = probe.RuntimeLXD
+	case strings.HasPrefix(m.Container, "incus:"):
+		runtime = probe.RuntimeIncus
+	}
+	rep := probe.Check(facts[0], facts[1], runtime)
+	out := make([]report.Finding, 0, len(rep.Findings))
+	for _, f := range rep.Findings {
+		out = append(out, report.Finding{Severity: string(f.Severity), Rule: f.Rule, Message: f.Message, Hint: f.Hint, Source: f.Source, Target: f.Target})
+	}
+	note := ""
+	if len(out) == 0 {
+		note = "the rules of ferry check found nothing between " + m.Hosts[0].Name + " and " + m.Hosts[1].Name
+	}
+	return out, note
 }

@@ -103,7 +103,10 @@ type PartialError struct {
 }
 
 func (e *PartialError) Error() string {
-	return fmt.Sprintf("bundle %s is partial: %d artefact(s) could not be collected: %s", e.Path, len(e.Failures), strings.Join(e.Failures, "; "))
+	if len(e.Failures) == 1 {
+		return fmt.Sprintf("bundle %s is partial: %s could not be collected", e.Path, e.Failures[0])
+	}
+	return fmt.Sprintf("bundle %s is partial: %d artefacts could not be collected, first %s", e.Path, len(e.Failures), e.Failures[0])
 }
 
 func (e *PartialError) Hint() string {
@@ -343,13 +346,14 @@ func hostnamesOf(ctx context.Context, h host.Host) []string {
 // logs, the host-level artefacts of every host, and the container's when the
 // run was about one. The bundle goes into the run directory, as
 // bundle-<id>.tar.gz. It returns the bundle's path; with a *PartialError the
-// bundle exists but is incomplete.
-func ForRun(ctx context.Context, hosts []Target, store migrate.Store, runID string, opt Options) (string, error) {
+// bundle exists but is incomplete. extra collectors run on every host (the
+// facts collector).
+func ForRun(ctx context.Context, hosts []Target, store migrate.Store, runID string, opt Options, extra ...Collector) (string, error) {
 	j, err := store.Load(runID)
 	if err != nil {
 		return "", err
 	}
-	req := Request{Hosts: hosts, Store: store, RunID: runID, Options: opt}
+	req := Request{Hosts: hosts, Store: store, RunID: runID, Options: opt, Extra: extra}
 	if c, err := ParseContainer(j.Target); err == nil {
 		req.Container = &c
 	}

@@ -241,7 +241,7 @@ func (r *Redactor) redactLine(s string, c Counts) string {
 				return m
 			}
 			c[KindSecret]++
-			return sub[1] + sub[2] + Redacted
+			return sub[1] + sub[2] + redactValue(sub[3])
 		})
 	}
 	for _, p := range linePatterns {
@@ -299,12 +299,12 @@ func redactKV(s string, c Counts) string {
 		nl := line[len(strings.TrimRight(line, "\r\n")):]
 		block := value == "" || strings.HasPrefix(value, "|") || strings.HasPrefix(value, ">")
 		if !block {
-			if value == Redacted {
+			if strings.Contains(value, Redacted) {
 				out.WriteString(line)
 				continue
 			}
 			c[KindSecret]++
-			out.WriteString(m[1] + m[2] + m[3] + m[4] + Redacted + nl)
+			out.WriteString(m[1] + m[2] + m[3] + m[4] + redactValue(m[5]) + nl)
 			continue
 		}
 		// Drop the deeper lines of the block.
@@ -326,6 +326,25 @@ func redactKV(s string, c Counts) string {
 		i = j - 1
 	}
 	return out.String()
+}
+
+// redactValue replaces a value, keeping its quotes and what follows a
+// quoted value (`"x", ` in JSON) so that JSON and YAML stay well-formed.
+func redactValue(v string) string {
+	if len(v) > 0 && (v[0] == '"' || v[0] == '\'') {
+		q := v[0]
+		for i := 1; i < len(v); i++ {
+			if v[i] == '\\' && q == '"' {
+				i++
+				continue
+			}
+			if v[i] == q {
+				return string(q) + Redacted + string(q) + v[i+1:]
+			}
+		}
+		return string(q) + Redacted + string(q)
+	}
+	return Redacted
 }
 
 func indentOf(line string) int {
