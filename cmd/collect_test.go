@@ -270,6 +270,19 @@ func TestReportFindingsFromBundleFacts(t *testing.T) {
 		t.Errorf("no cpu.instruction-flags blocker in %+v", r.Findings)
 	}
 
+	// ferry probe and ferry check read hosts from the bundle.
+	var f probe.Facts
+	if code, stderr := runJSON(t, &f, "probe", p+"#target"); code != exit.OK || f.Schema != probe.Schema {
+		t.Errorf("probe BUNDLE#target: exit %d: %s", code, stderr)
+	}
+	var cr probe.Report
+	if code, stderr := runJSON(t, &cr, "check", p, p+"#target"); code != exit.Incompatible || cr.Blockers == 0 {
+		t.Errorf("check BUNDLE BUNDLE#target: exit %d, %d blockers: %s", code, cr.Blockers, stderr)
+	}
+	if code, stderr := runJSON(t, &cr, "check", p, p+"#nope"); code != exit.Usage || !strings.Contains(stderr, "no host nope") {
+		t.Errorf("check with an unknown bundle host: exit %d: %s", code, stderr)
+	}
+
 	// One host: nothing to compare, said so.
 	one := testBundleOneHost(t)
 	io, stdout, _ = testIO()
@@ -278,6 +291,9 @@ func TestReportFindingsFromBundleFacts(t *testing.T) {
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || len(r.Findings) != 0 || !strings.Contains(r.FindingsNote, "one host") {
 		t.Errorf("one host: %v %+v %q", err, r.Findings, r.FindingsNote)
+	}
+	if code, stderr := runJSON(t, &f, "probe", one); code != exit.Failure || !strings.Contains(stderr, "holds no ferry facts") {
+		t.Errorf("probe of a bundle without facts: exit %d: %s", code, stderr)
 	}
 }
 

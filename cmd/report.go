@@ -118,3 +118,19 @@ func bundleFindings(b *bundle.Bundle) ([]report.Finding, string) {
 	}
 	return out, note
 }
+
+// bundleFacts reads a host's facts from a bug-report bundle, for ferry probe
+// and ferry check: BUNDLE.tar.gz is its source, BUNDLE.tar.gz#target (or
+// #DIR) another of its hosts.
+func bundleFacts(ctx context.Context, spec string) (*probe.Facts, error) {
+	b, err := host.OpenBundle(ctx, spec)
+	if err != nil {
+		return nil, exit.New(exit.Usage, err)
+	}
+	raw, ok := b.Facts()
+	if !ok {
+		return nil, exit.New(exit.Failure, fmt.Errorf("bundle %s holds no ferry facts of %s", spec, b.Host().Name),
+			"bundles from `ferry collect` hold each host's facts; this one was made without them (or the probe failed: see its manifest)")
+	}
+	return probe.Read(bytes.NewReader(raw), spec)
+}
