@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -264,9 +265,9 @@ func failureBundle(ctx context.Context, f *Factory, runID string, hosts ...host.
 	var partial *collect.PartialError
 	switch {
 	case err == nil:
-		return []string{"bug-report bundle: " + p + " (`ferry report " + host.QuoteWord(p) + "` summarises it)"}
+		return []string{"bug-report bundle: " + p + " (summary: ferry report " + host.QuoteWord(p) + "; again: ferry collect --run " + runID + ")"}
 	case errors.As(err, &partial):
-		return []string{"bug-report bundle (partial): " + p + " (`ferry report " + host.QuoteWord(p) + "` summarises it)"}
+		return []string{"bug-report bundle (partial: " + strconv.Itoa(len(partial.Failures)) + " artefacts missing): " + p + " (summary: ferry report " + host.QuoteWord(p) + "; again: ferry collect --run " + runID + ")"}
 	}
 	return []string{"no bug-report bundle: " + err.Error() + "; run `ferry collect --run " + runID + "`"}
 }

@@ -29,6 +29,9 @@ type MigrateOptions struct {
 	Testbed func() (*testbed.Testbed, error)
 	CRIU    func(ctx context.Context) (criubin.Info, error)
 	Lift    func(string) []string
+	// Report makes the bug-report bundle of a failed run and returns the
+	// hint lines naming it.
+	Report func(ctx context.Context, runID string, hosts ...host.Host) []string
 
 	Target   string
 	To       string
@@ -69,6 +72,9 @@ testbed host (testbed:tb2).`,
 				return criubin.Find(ctx, host.Local{}, f.CRIUPath())
 			}
 			opts.Lift = f.Lift
+			opts.Report = func(ctx context.Context, runID string, hosts ...host.Host) []string {
+				return failureBundle(ctx, f, runID, hosts...)
+			}
 			if runF != nil {
 				return runF(c.Context(), opts)
 			}
@@ -200,7 +206,11 @@ func migrateRun(ctx context.Context, opts *MigrateOptions) error {
 	}
 	err = operationError(err)
 	if err != nil && !opts.NoReport && j != nil {
-		err = exit.WithHint(err, "bundle the run for a bug report: ferry collect --run "+j.ID)
+		hints := []string{"bundle the run for a bug report: ferry collect --run " + j.ID}
+		if exit.CodeOf(err) == exit.Migration && opts.Report != nil {
+			hints = opts.Report(ctx, j.ID, p.SourceHost(), p.DestHost())
+		}
+		err = exit.WithHint(err, hints...)
 	}
 	return err
 }
