@@ -311,3 +311,42 @@ func testBundleOneHost(t *testing.T) string {
 	}
 	return p
 }
+
+// BenchmarkCollectCommand is `ferry collect` as users run it (with the
+// facts of each host): this machine alone, and a testbed pair (two network
+// namespaces, needs root).
+func BenchmarkCollectCommand(b *testing.B) {
+	b.Setenv("FERRY_RUNS", b.TempDir())
+	bench := func(b *testing.B, extra ...string) {
+		dir := b.TempDir()
+		var size int64
+		for i := 0; b.Loop(); i++ {
+			out := filepath.Join(dir, "b"+strconv.Itoa(i)+".tar.gz")
+			io, _, errOut := testIO()
+			if code := Run(context.Background(), append([]string{"collect", "--out", out}, extra...), io); code != exit.OK && code != exit.Partial {
+				b.Fatalf("exit %d: %s", code, errOut)
+			}
+			st, err := os.Stat(out)
+			if err != nil {
+				b.Fatal(err)
+			}
+			size = st.Size()
+			os.Remove(out)
+		}
+		b.ReportMetric(float64(size), "bundle-bytes")
+	}
+	b.Run("local", func(b *testing.B) { bench(b) })
+	b.Run("testbed-pair", func(b *testing.B) {
+		if os.Geteuid() != 0 {
+			b.Skip("needs root")
+		}
+		for _, n := range []string{"cbench-a", "cbench-b"} {
+			if out, err := exec.Command("ip", "netns", "add", "ferry-"+n).CombinedOutput(); err != nil {
+				b.Fatalf("%v: %s", err, out)
+			}
+			b.Cleanup(func() { _ = exec.Command("ip", "netns", "delete", "ferry-"+n).Run() })
+			_ = exec.Command("ip", "netns", "exec", "ferry-"+n, "ip", "link", "set", "lo", "up").Run()
+		}
+		bench(b, "--source", "testbed:cbench-a", "--target", "testbed:cbench-b")
+	})
+}
