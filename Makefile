@@ -9,7 +9,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X $(PKG)/cmd.version=$(VERSION) -X $(PKG)/cmd.commit=$(COMMIT)
 FERRY   := bin/ferry
 
-.PHONY: all build deps demo test vet bench clean FORCE
+.PHONY: all build deps test-deps demo test vet bench clean FORCE
 
 all: build
 
@@ -23,6 +23,11 @@ $(FERRY): FORCE
 deps:
 	scripts/install-deps.sh
 
+# What the tests need besides: LXD and Incus (their tests start and stop
+# the daemons themselves).
+test-deps:
+	scripts/install-deps.sh --lxd --incus
+
 # ferry's main job on the built-in default: this host's facts, then a live
 # migration between two simulated hosts with its downtime; the testbed is
 # torn down at the end.
@@ -34,7 +39,7 @@ vet:
 
 # The full test suite. Tests that need root, CRIU or namespaces skip outside
 # CI only; with CI=true a missing prerequisite fails.
-test: deps build vet
+test: test-deps build vet
 	$(GO) test -count=1 -timeout 30m ./...
 
 bench: deps build

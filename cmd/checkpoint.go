@@ -27,6 +27,10 @@ type CheckpointOptions struct {
 	TCPEstablished bool
 	ShellJob       bool
 	NetworkLock    string
+	// Snapshot and Stop are the stateful operations of lxd: and incus:
+	// targets.
+	Snapshot string
+	Stop     bool
 }
 
 func newCheckpointCmd(f *Factory, runF func(context.Context, *CheckpointOptions) error) *cobra.Command {
@@ -39,10 +43,18 @@ run journal with CRIU's log (verbosity 4); ` + "`ferry runs show ID`" + ` shows 
 
 TARGET is pid:N (the root of a process tree). The workload stops after a
 successful checkpoint unless --leave-running is given; a failed checkpoint
-leaves it running (CRIU resumes a tree it could not dump).`,
+leaves it running (CRIU resumes a tree it could not dump).
+
+TARGET lxd:[remote:]NAME or incus:[remote:]NAME is checkpointed by its daemon:
+--snapshot NAME takes a stateful snapshot (the container keeps running),
+--stop stops it with its state saved. The daemon's CRIU logs are copied into
+the run, and ferry checks the container afterwards instead of trusting the
+daemon's exit code.`,
 		Example: `  ferry checkpoint pid:4242 --dir /var/tmp/ckpt
   ferry checkpoint pid:4242 --dir /var/tmp/ckpt --leave-running --tcp-established
-  ferry checkpoint pid:4242 --dir /var/tmp/ckpt --output json`,
+  ferry checkpoint pid:4242 --dir /var/tmp/ckpt --output json
+  ferry checkpoint lxd:c1 --snapshot s1
+  ferry checkpoint incus:c1 --stop`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Target = args[0]
@@ -62,7 +74,8 @@ leaves it running (CRIU resumes a tree it could not dump).`,
 	fl.BoolVar(&opts.TCPEstablished, "tcp-established", false, "checkpoint established TCP connections")
 	fl.BoolVar(&opts.ShellJob, "shell-job", false, "allow a tree whose session leader is outside it (a job of a shell)")
 	fl.StringVar(&opts.NetworkLock, "network-lock", "nftables", "how CRIU locks the network: nftables, iptables or skip")
-	_ = c.MarkFlagRequired("dir")
+	fl.StringVar(&opts.Snapshot, "snapshot", "", "lxd/incus targets: take a stateful snapshot with this name")
+	fl.BoolVar(&opts.Stop, "stop", false, "lxd/incus targets: stop the container with its state saved")
 	return c
 }
 
@@ -71,9 +84,22 @@ func checkpointRun(ctx context.Context, opts *CheckpointOptions) error {
 	if err != nil {
 		return exit.New(exit.Usage, err)
 	}
+	if isDaemonTarget(t) {
+		op, err := daemonCheckpointOp(opts)
+		if err != nil {
+			return err
+		}
+		return runDaemonOp(ctx, daemonRequest{IO: opts.IO, Format: opts.Format, Engine: opts.Engine, Host: opts.Host, Target: t, Op: op, Snapshot: opts.Snapshot})
+	}
+	if opts.Snapshot != "" || opts.Stop {
+		return exit.Usagef("--snapshot and --stop take lxd:NAME or incus:NAME targets", "--snapshot and --stop are not for %s targets", t.Kind)
+	}
 	if t.Kind != migrate.KindPID {
 		return exit.Usagef("use pid:N; testbed, lxd and incus targets are checkpointed by ferry migrate and the runtime commands",
 			"checkpoint of %s targets is not supported yet", t.Kind)
+	}
+	if opts.Dir == "" {
+		return exit.Usagef("pid targets are checkpointed into --dir DIR", `required flag(s) "dir" not set`)
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {

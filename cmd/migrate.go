@@ -17,6 +17,7 @@ import (
 	"github.com/ferry-migrate/ferry/internal/output"
 	"github.com/ferry-migrate/ferry/migrate"
 	"github.com/ferry-migrate/ferry/migrate/agent"
+	"github.com/ferry-migrate/ferry/migrate/lxc"
 	"github.com/ferry-migrate/ferry/probe"
 	"github.com/ferry-migrate/ferry/testbed"
 )
@@ -33,8 +34,12 @@ type MigrateOptions struct {
 	// hint lines naming it.
 	Report func(ctx context.Context, runID string, hosts ...host.Host) []string
 
+	// Host resolves the --to host spec (lxd and incus moves).
+	Host func(spec string) (host.Host, error)
+
 	Target   string
 	To       string
+	Remote   string
 	Mode     string
 	Force    bool
 	NoReport bool
@@ -59,10 +64,14 @@ streams memory to CRIU's page server on the target during the dump. Lazy
 migration is refused: lazy pages over the network fail with CRIU 4.2.1.
 
 TARGET is testbed:NAME (a workload of ` + "`ferry testbed run`" + `) and HOST a
-testbed host (testbed:tb2).`,
+testbed host (testbed:tb2); or lxd:NAME / incus:NAME, moved live by the
+daemon to --remote (the remote's name as this host's client knows it) whose
+daemon runs on HOST, where ferry checks that the instance runs with its
+processes carried on and collects the target's CRIU logs.`,
 		Example: `  ferry testbed up && ferry testbed run tb1 counter mem --memory 64M
   ferry migrate testbed:counter --to testbed:tb2
-  ferry migrate testbed:counter --to testbed:tb1 --mode page-server --output json`,
+  ferry migrate testbed:counter --to testbed:tb1 --mode page-server --output json
+  ferry migrate incus:c1 --to ssh://root@host2 --remote host2`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Target, opts.Format = args[0], f.Output
@@ -72,6 +81,7 @@ testbed host (testbed:tb2).`,
 				return criubin.Find(ctx, host.Local{}, f.CRIUPath())
 			}
 			opts.Lift = f.Lift
+			opts.Host = f.Host
 			opts.Report = func(ctx context.Context, runID string, hosts ...host.Host) []string {
 				return failureBundle(ctx, f, runID, hosts...)
 			}
@@ -83,6 +93,7 @@ testbed host (testbed:tb2).`,
 	}
 	fl := c.Flags()
 	fl.StringVar(&opts.To, "to", "", "host to move the workload to (testbed:NAME)")
+	fl.StringVar(&opts.Remote, "remote", "", "lxd and incus: the target daemon's remote name on this host")
 	fl.StringVar(&opts.Mode, "mode", migrate.ModeStopCopy, "stop-copy or page-server")
 	fl.BoolVar(&opts.Force, "force", false, "migrate even when the compatibility check finds blockers")
 	fl.BoolVar(&opts.NoReport, "no-report", false, "on failure, do not gather the bug-report bundle")
@@ -165,6 +176,9 @@ func migrateRun(ctx context.Context, opts *MigrateOptions) error {
 	if err != nil {
 		return exit.New(exit.Usage, err)
 	}
+	if isDaemonTarget(t) {
+		return migrateDaemonRun(ctx, opts, t)
+	}
 	if t.Kind != migrate.KindTestbed || to.Testbed == "" {
 		return exit.Usagef("migrate testbed:NAME --to testbed:HOST; pid:N targets are moved with checkpoint and restore, lxd and incus targets by their runtime",
 			"migrate of %s to %s is not supported", opts.Target, opts.To)
@@ -209,6 +223,42 @@ func migrateRun(ctx context.Context, opts *MigrateOptions) error {
 		hints := []string{"bundle the run for a bug report: ferry collect --run " + j.ID}
 		if exit.CodeOf(err) == exit.Migration && opts.Report != nil {
 			hints = opts.Report(ctx, j.ID, p.SourceHost(), p.DestHost())
+		}
+		err = exit.WithHint(err, hints...)
+	}
+	return err
+}
+
+// migrateDaemonRun moves an LXD or Incus instance live with the daemon's
+// own move, journaled and verified on the target by the lxc driver.
+func migrateDaemonRun(ctx context.Context, opts *MigrateOptions, t migrate.Target) error {
+	if opts.Remote == "" {
+		return exit.Usagef("name the target daemon as this host's "+t.Kind+" client knows it: --remote NAME", "%s needs --remote", opts.Target)
+	}
+	dstHost, err := opts.Host(opts.To)
+	if err != nil {
+		return err
+	}
+	src, err := lxc.NewClient(host.Local{}, t)
+	if err != nil {
+		return exit.New(exit.Usage, err)
+	}
+	dst, err := lxc.NewClient(dstHost, migrate.Target{Kind: t.Kind, Name: t.Name})
+	if err != nil {
+		return exit.New(exit.Usage, err)
+	}
+	r := &lxc.Runner{Store: opts.Engine.Store, Command: opts.Engine.Command, Now: opts.Engine.Now}
+	j, err := r.Run(ctx, lxc.Op{Kind: lxc.OpMove, Client: src, Instance: t.Name, Dest: dst, DestRemote: opts.Remote})
+	if j != nil {
+		if werr := output.Write(opts.IO.Out, opts.Format, j); werr != nil && err == nil {
+			return werr
+		}
+	}
+	err = operationError(err)
+	if err != nil && !opts.NoReport && j != nil {
+		hints := []string{"bundle the run for a bug report: ferry collect --run " + j.ID}
+		if exit.CodeOf(err) == exit.Migration && opts.Report != nil {
+			hints = opts.Report(ctx, j.ID, host.Local{}, dstHost)
 		}
 		err = exit.WithHint(err, hints...)
 	}

@@ -316,3 +316,27 @@ func TestMigrateRefusesBlockers(t *testing.T) {
 		t.Errorf("platform flags only: %v", err)
 	}
 }
+
+func TestMigrateUsage(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"migrate", "incus:c1", "--to", "local"}, "needs --remote"},
+		{[]string{"migrate", "pid:1", "--to", "testbed:tb2"}, "is not supported"},
+		{[]string{"migrate", "testbed:w", "--to", "ssh://"}, "missing host name"},
+		{[]string{"migrate", "testbed:w", "--to", "testbed:tb2", "--mode", "lazy"}, "lazy pages over the network fail"},
+		{[]string{"migrate", "testbed:w"}, `required flag(s) "to" not set`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			io, _, errOut := testIO()
+			if code := Run(context.Background(), tt.args, io); code != exit.Usage {
+				t.Errorf("exit %d, want 2: %s", code, errOut)
+			}
+			if !strings.Contains(errOut.String(), tt.want) || !strings.Contains(errOut.String(), "hint: ") {
+				t.Errorf("stderr lacks %q or a hint:\n%s", tt.want, errOut)
+			}
+		})
+	}
+}

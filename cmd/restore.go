@@ -21,6 +21,9 @@ type RestoreOptions struct {
 	Driver func(ctx context.Context) (migrate.Driver, error)
 	Host   host.Host
 
+	// Target is an lxd:/incus: instance; empty restores CRIU images.
+	Target         string
+	Snapshot       string
 	Dir            string
 	On             string
 	Root           string
@@ -32,14 +35,25 @@ type RestoreOptions struct {
 func newRestoreCmd(f *Factory, runF func(context.Context, *RestoreOptions) error) *cobra.Command {
 	opts := &RestoreOptions{IO: f.IO}
 	c := &cobra.Command{
-		Use:   "restore --dir DIR",
+		Use:   "restore [lxd:NAME|incus:NAME] [--dir DIR | --snapshot NAME]",
 		Short: "Restore a workload from a directory of CRIU images",
 		Long: `Restore a workload that ferry checkpoint (or CRIU) wrote into DIR, then verify
-that it runs. The run journal records every step with CRIU's log.`,
+that it runs. The run journal records every step with CRIU's log.
+
+With an lxd:[remote:]NAME or incus:[remote:]NAME target the daemon restores:
+--snapshot NAME restores a stateful snapshot WITH its state (never the
+silent cold start of a plain lxc restore); without --snapshot the container
+starts from the state a stateful stop saved. ferry then checks that it runs,
+that its processes carried on and that its root filesystem is writable.`,
 		Example: `  ferry restore --dir /var/tmp/ckpt
-  ferry restore --dir /var/tmp/ckpt --tcp-established --output json`,
-		Args: usageArgs(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
+  ferry restore --dir /var/tmp/ckpt --tcp-established --output json
+  ferry restore lxd:c1 --snapshot s1
+  ferry restore incus:c1`,
+		Args: usageArgs(cobra.MaximumNArgs(1)),
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				opts.Target = args[0]
+			}
 			opts.Format = f.Output
 			opts.Engine = &migrate.Engine{Store: f.runStore(), Command: os.Args, Now: f.Now}
 			opts.Driver = func(ctx context.Context) (migrate.Driver, error) { return f.criuDriver(ctx) }
@@ -64,11 +78,27 @@ that it runs. The run journal records every step with CRIU's log.`,
 	fl.BoolVar(&opts.TCPEstablished, "tcp-established", false, "restore established TCP connections")
 	fl.BoolVar(&opts.ShellJob, "shell-job", false, "the tree was checkpointed with --shell-job")
 	fl.StringVar(&opts.NetworkLock, "network-lock", "nftables", "how CRIU locks the network: nftables, iptables or skip")
-	_ = c.MarkFlagRequired("dir")
+	fl.StringVar(&opts.Snapshot, "snapshot", "", "lxd/incus targets: the stateful snapshot to restore")
 	return c
 }
 
 func restoreRun(ctx context.Context, opts *RestoreOptions) error {
+	if opts.Target != "" {
+		t, err := migrate.ParseTarget(opts.Target)
+		if err != nil {
+			return exit.New(exit.Usage, err)
+		}
+		if !isDaemonTarget(t) {
+			return exit.Usagef("restore CRIU images with --dir DIR and no target", "restore of a %s target is not supported", t.Kind)
+		}
+		if opts.Dir != "" {
+			return exit.Usagef("the daemon keeps the state itself", "--dir cannot be used with %s targets", t.Kind)
+		}
+		return runDaemonOp(ctx, daemonRequest{IO: opts.IO, Format: opts.Format, Engine: opts.Engine, Host: opts.Host, Target: t, Op: daemonRestoreOp(opts), Snapshot: opts.Snapshot})
+	}
+	if opts.Dir == "" {
+		return exit.Usagef("give --dir DIR with the CRIU images, or an lxd:/incus: target", `required flag(s) "dir" not set`)
+	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return exit.New(exit.Usage, err)

@@ -162,7 +162,7 @@ func TestTestbedCommands(t *testing.T) {
 // ownTestbed points the testbed commands at a testbed of this test's own
 // (directory, host prefix, a static ferry for the workloads) and takes it
 // down when the test ends. It returns a function that runs ferry.
-func ownTestbed(t *testing.T, prefix string) func(args ...string) (int, string, string) {
+func ownTestbed(t testing.TB, prefix string) func(args ...string) (int, string, string) {
 	t.Helper()
 	exe := testenv.FerryBinary(t)
 	dir := t.TempDir()

@@ -10,7 +10,9 @@
 # Needs root and no stdin. See scripts/README.md for the why.
 #
 # Usage: scripts/install-deps.sh [--check] [--no-apt] [--no-criu] [--no-link]
-#                                [--upgrade] [--suite SUITE] [-h]
+#                                [--upgrade] [--suite SUITE] [--lxd] [--incus] [-h]
+# --lxd, --incus: also install Debian 12's LXD 5.0.2 / backports' Incus 6.0.4
+#                 (scripts/daemons.sh starts them).
 # Environment: FERRY_PREFIX (default /opt/ferry/criu), FERRY_CRIU_SUITE
 #              (default sid), FERRY_DEBIAN_MIRROR (default: the system's own),
 #              FERRY_CRIU_LINK (default /usr/local/sbin/criu).
@@ -50,6 +52,8 @@ DO_CRIU=1
 DO_LINK=1
 CHECK_ONLY=0
 UPGRADE=0
+DO_LXD=0
+DO_INCUS=0
 
 export DEBIAN_FRONTEND=noninteractive
 export LC_ALL=C
@@ -88,7 +92,7 @@ retry() {
 }
 
 usage() {
-	sed -n '2,16s/^# \{0,1\}//p' "$0"
+	sed -n '2,18s/^# \{0,1\}//p' "$0"
 }
 
 parse_args() {
@@ -99,6 +103,8 @@ parse_args() {
 		--no-criu) DO_CRIU=0 ;;
 		--no-link) DO_LINK=0 ;;
 		--upgrade) UPGRADE=1 ;;
+		--lxd) DO_LXD=1 ;;
+		--incus) DO_INCUS=1 ;;
 		--suite) [ $# -ge 2 ] || die "--suite needs a value"; SUITE=$2; shift ;;
 		--suite=*) SUITE=${1#--suite=} ;;
 		-h | --help) usage; exit 0 ;;
@@ -483,6 +489,12 @@ main() {
 	fi
 	[ $DO_APT = 0 ] || install_apt_packages
 	[ $DO_CRIU = 0 ] || install_criu
+	if [ $DO_LXD = 1 ] || [ $DO_INCUS = 1 ]; then
+		# shellcheck source=scripts/daemons.sh
+		. "$(dirname "$0")/daemons.sh"
+		[ $DO_LXD = 0 ] || install_lxd
+		[ $DO_INCUS = 0 ] || install_incus
+	fi
 	run_check
 	if [ $DO_CRIU = 1 ]; then
 		"$PREFIX/bin/criu" --version >&2
