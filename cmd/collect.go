@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -159,7 +160,7 @@ func collectRun(ctx context.Context, opts *CollectOptions) error {
 			return exit.WithHint(err)
 		}
 		if source == "" && target == "" {
-			source, target = j.Source, j.Dest
+			source, target = runHostSpec(opts, j.Source), runHostSpec(opts, j.Dest)
 		}
 		if req.Container == nil {
 			if c, err := collect.ParseContainer(j.Target); err == nil {
@@ -217,6 +218,26 @@ func collectRun(ctx context.Context, opts *CollectOptions) error {
 		return exit.New(exit.Partial, err)
 	}
 	return err
+}
+
+// runHostSpec turns the host label a journal recorded into a host spec:
+// labels are specs ("local", "testbed:tb1", "ssh://db1"), or a runtime's
+// view of one ("lxd@local"). What cannot be resolved is collected as the
+// local machine, with a warning.
+func runHostSpec(opts *CollectOptions, label string) string {
+	if label == "" {
+		return ""
+	}
+	if _, err := opts.Host(label); err == nil {
+		return label
+	}
+	if i := strings.Index(label, "@"); i >= 0 && !strings.Contains(label[:i], "://") {
+		if _, err := opts.Host(label[i+1:]); err == nil {
+			return label[i+1:]
+		}
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "warning: the run's host %q is not a host ferry can reach; collecting from this machine (give --source and --target)\n", label)
+	return "local"
 }
 
 // factsCollector stores ferry's facts of each host (ferry.facts/v1, as
