@@ -187,6 +187,10 @@ func TestMigrateFailures(t *testing.T) {
 		if !strings.Contains(errOut, "hint: ") || !strings.Contains(errOut, "ferry collect --run "+j.ID) {
 			t.Errorf("no hints: %s", errOut)
 		}
+		// The bug-report bundle was made without being asked.
+		if !strings.Contains(errOut, "hint: bug-report bundle: ") || !strings.Contains(errOut, "bundle-"+j.ID+".tar.gz") {
+			t.Errorf("no bug-report bundle named: %s", errOut)
+		}
 		onSource("w")
 	})
 

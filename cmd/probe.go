@@ -141,6 +141,9 @@ func (s factsSource) facts(ctx context.Context, spec string, timeout time.Durati
 			return nil, exit.New(exit.Failure, fmt.Errorf("facts %s: %w", spec, err), "write it with `ferry probe -o json > "+spec+"`")
 		}
 	}
+	if host.IsBundlePath(spec) {
+		return bundleFacts(ctx, spec)
+	}
 	h, err := s.hostSpec(spec)
 	if err != nil {
 		return nil, err

@@ -53,6 +53,8 @@ directory holding a captured host.`,
 		newExplainCmd(f, nil),
 		newTestbedCmd(f, nil),
 		newAgentCmd(f),
+		newCollectCmd(f, nil),
+		newReportCmd(f, nil),
 	)
 	return root
 }

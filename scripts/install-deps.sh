@@ -43,6 +43,8 @@ APT_PACKAGES=(
 	ca-certificates:-
 	procps:ps
 	kmod:modprobe
+	# ferry report's HTML page is checked in a real headless browser.
+	chromium:chromium
 )
 
 DO_APT=1
