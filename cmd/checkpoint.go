@@ -20,6 +20,8 @@ type CheckpointOptions struct {
 	Engine *migrate.Engine
 	Driver func(ctx context.Context) (migrate.Driver, error)
 	Host   host.Host
+	// Report makes the bug-report bundle of a failed run (nil: --no-report).
+	Report Reporter
 
 	Target         string
 	Dir            string
@@ -27,6 +29,7 @@ type CheckpointOptions struct {
 	TCPEstablished bool
 	ShellJob       bool
 	NetworkLock    string
+	NoReport       bool
 	// Snapshot and Stop are the stateful operations of lxd: and incus:
 	// targets.
 	Snapshot string
@@ -62,6 +65,7 @@ daemon's exit code.`,
 			opts.Host = host.Local{}
 			opts.Engine = &migrate.Engine{Store: f.runStore(), Command: os.Args, Now: f.Now}
 			opts.Driver = func(ctx context.Context) (migrate.Driver, error) { return f.criuDriver(ctx) }
+			opts.Report = f.reporter(opts.NoReport)
 			if runF != nil {
 				return runF(c.Context(), opts)
 			}
@@ -74,6 +78,7 @@ daemon's exit code.`,
 	fl.BoolVar(&opts.TCPEstablished, "tcp-established", false, "checkpoint established TCP connections")
 	fl.BoolVar(&opts.ShellJob, "shell-job", false, "allow a tree whose session leader is outside it (a job of a shell)")
 	fl.StringVar(&opts.NetworkLock, "network-lock", "nftables", "how CRIU locks the network: nftables, iptables or skip")
+	fl.BoolVar(&opts.NoReport, "no-report", false, "on failure, do not gather the bug-report bundle")
 	fl.StringVar(&opts.Snapshot, "snapshot", "", "lxd/incus targets: take a stateful snapshot with this name")
 	fl.BoolVar(&opts.Stop, "stop", false, "lxd/incus targets: stop the container with its state saved")
 	return c
@@ -89,7 +94,7 @@ func checkpointRun(ctx context.Context, opts *CheckpointOptions) error {
 		if err != nil {
 			return err
 		}
-		return runDaemonOp(ctx, daemonRequest{IO: opts.IO, Format: opts.Format, Engine: opts.Engine, Host: opts.Host, Target: t, Op: op, Snapshot: opts.Snapshot})
+		return runDaemonOp(ctx, daemonRequest{IO: opts.IO, Format: opts.Format, Engine: opts.Engine, Host: opts.Host, Report: opts.Report, Target: t, Op: op, Snapshot: opts.Snapshot})
 	}
 	if opts.Snapshot != "" || opts.Stop {
 		return exit.Usagef("--snapshot and --stop take lxd:NAME or incus:NAME targets", "--snapshot and --stop are not for %s targets", t.Kind)
@@ -113,10 +118,5 @@ func checkpointRun(ctx context.Context, opts *CheckpointOptions) error {
 		Target: t, ImagesDir: dir, LeaveRunning: opts.LeaveRunning, TCPEstablished: opts.TCPEstablished,
 		ShellJob: opts.ShellJob, NetworkLock: opts.NetworkLock,
 	}})
-	if j != nil {
-		if werr := output.Write(opts.IO.Out, opts.Format, j); werr != nil && err == nil {
-			return werr
-		}
-	}
-	return operationError(err)
+	return finishRun(ctx, opts.IO, opts.Format, opts.Report, j, err, opts.Host)
 }

@@ -84,7 +84,8 @@ func TestCheckpointRestoreCommands(t *testing.T) {
 	// keeps running, and the error names the run.
 	var clash migrate.Journal
 	code, stderr = runJSON(t, &clash, "restore", "--dir", dir)
-	if code != exit.Migration || !strings.Contains(stderr, "File exists") || !strings.Contains(stderr, "hint: known issue") {
+	if code != exit.Migration || !strings.Contains(stderr, "File exists") || !strings.Contains(stderr, "hint: known issue") ||
+		!strings.Contains(stderr, "hint: bug-report bundle: ") {
 		t.Errorf("clashing restore: exit %d, stderr %s", code, stderr)
 	}
 	if err := syscall.Kill(pid, 0); err != nil {

@@ -22,6 +22,7 @@ type daemonRequest struct {
 	Format   output.Format
 	Engine   *migrate.Engine
 	Host     host.Host
+	Report   Reporter
 	Target   migrate.Target
 	Op       string // lxc.OpSnapshot, OpStop, OpRestore, OpStart
 	Snapshot string
@@ -36,12 +37,7 @@ func runDaemonOp(ctx context.Context, req daemonRequest) error {
 	}
 	r := &lxc.Runner{Store: req.Engine.Store, Command: req.Engine.Command, Now: req.Engine.Now}
 	j, err := r.Run(ctx, lxc.Op{Kind: req.Op, Client: c, Instance: req.Target.Name, Snapshot: req.Snapshot})
-	if j != nil {
-		if werr := output.Write(req.IO.Out, req.Format, j); werr != nil && err == nil {
-			return werr
-		}
-	}
-	return operationError(err)
+	return finishRun(ctx, req.IO, req.Format, req.Report, j, err, req.Host)
 }
 
 // daemonCheckpointOp picks the checkpoint operation for an lxd/incus target.

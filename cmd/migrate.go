@@ -30,9 +30,10 @@ type MigrateOptions struct {
 	Testbed func() (*testbed.Testbed, error)
 	CRIU    func(ctx context.Context) (criubin.Info, error)
 	Lift    func(string) []string
-	// Report makes the bug-report bundle of a failed run and returns the
+	// Report makes the bug-report bundle of a failed run (nil with
+	// --no-report) and returns the
 	// hint lines naming it.
-	Report func(ctx context.Context, runID string, hosts ...host.Host) []string
+	Report Reporter
 
 	// Host resolves the --to host spec (lxd and incus moves).
 	Host func(spec string) (host.Host, error)
@@ -82,9 +83,7 @@ processes carried on and collects the target's CRIU logs.`,
 			}
 			opts.Lift = f.Lift
 			opts.Host = f.Host
-			opts.Report = func(ctx context.Context, runID string, hosts ...host.Host) []string {
-				return failureBundle(ctx, f, runID, hosts...)
-			}
+			opts.Report = f.reporter(opts.NoReport)
 			if runF != nil {
 				return runF(c.Context(), opts)
 			}
@@ -213,7 +212,7 @@ func migrateRun(ctx context.Context, opts *MigrateOptions) error {
 			return compatible(ctx, info.Path, p.SourceHost(), p.DestHost(), opts.Force, opts.IO)
 		},
 	})
-	return finishMigrate(ctx, opts, j, err, p.SourceHost(), p.DestHost())
+	return finishRun(ctx, opts.IO, opts.Format, opts.Report, j, err, p.SourceHost(), p.DestHost())
 }
 
 // migrateDaemonRun moves an LXD or Incus instance live with the daemon's
@@ -236,25 +235,5 @@ func migrateDaemonRun(ctx context.Context, opts *MigrateOptions, t migrate.Targe
 	}
 	r := &lxc.Runner{Store: opts.Engine.Store, Command: opts.Engine.Command, Now: opts.Engine.Now}
 	j, err := r.Run(ctx, lxc.Op{Kind: lxc.OpMove, Client: src, Instance: t.Name, Dest: dst, DestRemote: opts.Remote})
-	return finishMigrate(ctx, opts, j, err, host.Local{}, dstHost)
-}
-
-// finishMigrate prints a migration's journal and turns its error into the
-// exit code and hints a user needs; a failed move gets its bug-report
-// bundle from hosts, unless --no-report.
-func finishMigrate(ctx context.Context, opts *MigrateOptions, j *migrate.Journal, err error, hosts ...host.Host) error {
-	if j != nil {
-		if werr := output.Write(opts.IO.Out, opts.Format, j); werr != nil && err == nil {
-			return werr
-		}
-	}
-	err = operationError(err)
-	if err != nil && !opts.NoReport && j != nil {
-		hints := []string{"bundle the run for a bug report: ferry collect --run " + j.ID}
-		if exit.CodeOf(err) == exit.Migration && opts.Report != nil {
-			hints = opts.Report(ctx, j.ID, hosts...)
-		}
-		err = exit.WithHint(err, hints...)
-	}
-	return err
+	return finishRun(ctx, opts.IO, opts.Format, opts.Report, j, err, host.Local{}, dstHost)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/ferry-migrate/ferry/internal/criubin"
 	"github.com/ferry-migrate/ferry/internal/exit"
 	"github.com/ferry-migrate/ferry/internal/host"
+	"github.com/ferry-migrate/ferry/internal/output"
 	"github.com/ferry-migrate/ferry/migrate"
 	"github.com/ferry-migrate/ferry/migrate/criu"
 	"github.com/ferry-migrate/ferry/report/explain"
@@ -67,5 +68,40 @@ func knownIssue(err error) []string {
 	return []string{
 		fmt.Sprintf("known issue %s (%s): %s", m.ID, m.Category, m.Cause),
 		fmt.Sprintf("fix: %s (%s)", m.Fix, m.URL),
+	}
+}
+
+// Reporter makes the bug-report bundle of a failed run on hosts and returns
+// the hint lines that name it.
+type Reporter func(ctx context.Context, runID string, hosts ...host.Host) []string
+
+// finishRun prints a run's journal and turns its error into the exit code
+// and hints a user needs. A failed operation (exit 4) gets its bug-report
+// bundle from hosts through report; a nil report (--no-report) names the
+// command that makes it instead.
+func finishRun(ctx context.Context, io *IOStreams, format output.Format, report Reporter, j *migrate.Journal, err error, hosts ...host.Host) error {
+	if j != nil {
+		if werr := output.Write(io.Out, format, j); werr != nil && err == nil {
+			return werr
+		}
+	}
+	err = operationError(err)
+	if err != nil && j != nil && exit.CodeOf(err) == exit.Migration {
+		hints := []string{"bundle the run for a bug report: ferry collect --run " + j.ID}
+		if report != nil {
+			hints = report(ctx, j.ID, hosts...)
+		}
+		err = exit.WithHint(err, hints...)
+	}
+	return err
+}
+
+// reporter is the factory's Reporter, or nil when --no-report.
+func (f *Factory) reporter(noReport bool) Reporter {
+	if noReport {
+		return nil
+	}
+	return func(ctx context.Context, runID string, hosts ...host.Host) []string {
+		return failureBundle(ctx, f, runID, hosts...)
 	}
 }

@@ -20,6 +20,8 @@ type RestoreOptions struct {
 	Engine *migrate.Engine
 	Driver func(ctx context.Context) (migrate.Driver, error)
 	Host   host.Host
+	// Report makes the bug-report bundle of a failed run (nil: --no-report).
+	Report Reporter
 
 	// Target is an lxd:/incus: instance; empty restores CRIU images.
 	Target         string
@@ -30,6 +32,7 @@ type RestoreOptions struct {
 	TCPEstablished bool
 	ShellJob       bool
 	NetworkLock    string
+	NoReport       bool
 }
 
 func newRestoreCmd(f *Factory, runF func(context.Context, *RestoreOptions) error) *cobra.Command {
@@ -57,6 +60,7 @@ that its processes carried on and that its root filesystem is writable.`,
 			opts.Format = f.Output
 			opts.Engine = &migrate.Engine{Store: f.runStore(), Command: os.Args, Now: f.Now}
 			opts.Driver = func(ctx context.Context) (migrate.Driver, error) { return f.criuDriver(ctx) }
+			opts.Report = f.reporter(opts.NoReport)
 			h, err := f.Host(opts.On)
 			if err != nil {
 				return err
@@ -78,6 +82,7 @@ that its processes carried on and that its root filesystem is writable.`,
 	fl.BoolVar(&opts.TCPEstablished, "tcp-established", false, "restore established TCP connections")
 	fl.BoolVar(&opts.ShellJob, "shell-job", false, "the tree was checkpointed with --shell-job")
 	fl.StringVar(&opts.NetworkLock, "network-lock", "nftables", "how CRIU locks the network: nftables, iptables or skip")
+	fl.BoolVar(&opts.NoReport, "no-report", false, "on failure, do not gather the bug-report bundle")
 	fl.StringVar(&opts.Snapshot, "snapshot", "", "lxd/incus targets: the stateful snapshot to restore")
 	return c
 }
@@ -94,7 +99,7 @@ func restoreRun(ctx context.Context, opts *RestoreOptions) error {
 		if opts.Dir != "" {
 			return exit.Usagef("the daemon keeps the state itself", "--dir cannot be used with %s targets", t.Kind)
 		}
-		return runDaemonOp(ctx, daemonRequest{IO: opts.IO, Format: opts.Format, Engine: opts.Engine, Host: opts.Host, Target: t, Op: daemonRestoreOp(opts), Snapshot: opts.Snapshot})
+		return runDaemonOp(ctx, daemonRequest{IO: opts.IO, Format: opts.Format, Engine: opts.Engine, Host: opts.Host, Report: opts.Report, Target: t, Op: daemonRestoreOp(opts), Snapshot: opts.Snapshot})
 	}
 	if opts.Dir == "" {
 		return exit.Usagef("give --dir DIR with the CRIU images, or an lxd:/incus: target", `required flag(s) "dir" not set`)
@@ -110,10 +115,5 @@ func restoreRun(ctx context.Context, opts *RestoreOptions) error {
 	j, err := opts.Engine.Restore(ctx, migrate.RestoreOp{Driver: d, Host: opts.Host, Request: migrate.RestoreRequest{
 		ImagesDir: dir, Root: opts.Root, TCPEstablished: opts.TCPEstablished, ShellJob: opts.ShellJob, NetworkLock: opts.NetworkLock,
 	}})
-	if j != nil {
-		if werr := output.Write(opts.IO.Out, opts.Format, j); werr != nil && err == nil {
-			return werr
-		}
-	}
-	return operationError(err)
+	return finishRun(ctx, opts.IO, opts.Format, opts.Report, j, err, opts.Host)
 }
