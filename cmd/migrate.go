@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -76,7 +75,7 @@ processes carried on and collects the target's CRIU logs.`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Target, opts.Format = args[0], f.Output
-			opts.Engine = &migrate.Engine{Store: f.runStore(), Command: os.Args, Now: f.Now, OnStep: stepPrinter(f.IO)}
+			opts.Engine = &migrate.Engine{Store: f.runStore(), Command: os.Args, Now: f.Now}
 			opts.Testbed = func() (*testbed.Testbed, error) { return testbed.FromEnv(f.Getenv) }
 			opts.CRIU = func(ctx context.Context) (criubin.Info, error) {
 				return criubin.Find(ctx, host.Local{}, f.CRIUPath())
@@ -153,19 +152,6 @@ func compatible(ctx context.Context, criuPath string, src, dst host.Host, force 
 	return exit.New(exit.Incompatible, errors.New(msg), append(hints, "`ferry check` shows every finding; --force migrates anyway")...)
 }
 
-// stepPrinter writes one progress line per finished step on stderr.
-func stepPrinter(io *IOStreams) func(migrate.Step) {
-	return func(s migrate.Step) {
-		if s.Result == migrate.StepRunning {
-			if io.ErrTTY {
-				fmt.Fprintf(io.ErrOut, "%s on %s ...\n", s.Name, s.Host)
-			}
-			return
-		}
-		fmt.Fprintf(io.ErrOut, "%-14s %-14s %8.1fms  %s\n", s.Name, s.Host, float64(s.Duration)/float64(time.Millisecond), s.Result)
-	}
-}
-
 func migrateRun(ctx context.Context, opts *MigrateOptions) error {
 	t, err := migrate.ParseTarget(opts.Target)
 	if err != nil {
@@ -199,6 +185,7 @@ func migrateRun(ctx context.Context, opts *MigrateOptions) error {
 		return err
 	}
 	p.Lift = opts.Lift
+	opts.Engine.OnStep = stepPrinter(opts.IO, p.ProgressDir)
 	agentArgv := []string{tb.Exe, "agent", "--stdio", "--criu", info.Path}
 	src := &agent.Driver{Host: p.SourceHost(), Argv: agentArgv, Label: "criu"}
 	dst := &agent.Driver{Host: p.DestHost(), Argv: agentArgv, Label: "criu"}

@@ -3,11 +3,13 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -339,4 +341,87 @@ func TestMigrateUsage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMigrateInterrupted sends SIGTERM (and in a second run SIGINT) to a
+// real ferry while it dumps or transfers: the move must roll back, the
+// workload must verify on its source, and the target must be clean.
+func TestMigrateInterrupted(t *testing.T) {
+	requireTestbed(t)
+	ferry := ownTestbed(t, "i")
+	exe := testenv.FerryBinary(t)
+	p := os.Getenv(testbed.PrefixEnv)
+	h1, h2 := p+"1", p+"2"
+	if code, _, errOut := ferry("testbed", "up", "--hosts", "2"); code != 0 {
+		t.Fatalf("up: %s", errOut)
+	}
+	if code, _, errOut := ferry("testbed", "run", h1, "w", "mem", "--memory", "512M"); code != 0 {
+		t.Fatalf("run: %s", errOut)
+	}
+	if code, out, errOut := ferry("testbed", "verify", "w"); code != 0 {
+		t.Fatalf("verify: %s%s", out, errOut)
+	}
+	runs := os.Getenv("FERRY_RUNS")
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		step string
+	}{{syscall.SIGTERM, migrate.StepDump}, {syscall.SIGINT, migrate.StepTransfer}} {
+		t.Run(tc.sig.String()+" during "+tc.step, func(t *testing.T) {
+			cmd := exec.Command(exe, "migrate", "testbed:w", "--to", "testbed:"+h2, "--output", "json", "--no-report")
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// Signal once the journal shows the step running.
+			sent := false
+			for deadline := time.Now().Add(60 * time.Second); !sent && time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+				js, _ := filepath.Glob(filepath.Join(runs, "*migrate*", "journal.json"))
+				for _, jp := range js {
+					var j migrate.Journal
+					if b, err := os.ReadFile(jp); err == nil && json.Unmarshal(b, &j) == nil && j.Result == migrate.RunRunning {
+						if n := len(j.Steps); n > 0 && j.Steps[n-1].Name == tc.step && j.Steps[n-1].Result == migrate.StepRunning {
+							_ = cmd.Process.Signal(tc.sig)
+							sent = true
+						}
+					}
+				}
+			}
+			err := cmd.Wait()
+			if !sent {
+				t.Fatalf("never saw %s running; ferry: %v\n%s", tc.step, err, stderr.String())
+			}
+			var j migrate.Journal
+			if jerr := json.Unmarshal([]byte(stdout.String()), &j); jerr != nil {
+				t.Fatalf("stdout is not a journal (%v): %s\nstderr: %s", jerr, stdout.String(), stderr.String())
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != exit.Migration || j.Result != migrate.RunRolledBack {
+				t.Fatalf("exit %v, result %q; want 4 and rolled-back\n%s", err, j.Result, stderr.String())
+			}
+			if !strings.Contains(j.Error, "interrupted") {
+				t.Errorf("journal error %q does not say it was interrupted", j.Error)
+			}
+			code, out, errOut := ferry("testbed", "verify", "w")
+			if code != 0 || !strings.Contains(out, "w on "+h1+": ok") {
+				t.Fatalf("after the interrupted move w must run on %s: %s%s", h1, out, errOut)
+			}
+			if left, _ := filepath.Glob(filepath.Join(os.Getenv(testbed.DirEnv), "hosts", h2, "rootfs", "*")); len(left) > 0 {
+				t.Errorf("the target kept %v", left)
+			}
+			for _, jp := range mustGlob(t, filepath.Join(runs, "*", "journal.json")) {
+				os.Rename(jp, jp+".done") // the next case looks for its own run
+			}
+		})
+	}
+	assertNoCRIULeftovers(t, h1, h2)
+}
+
+func mustGlob(t *testing.T, pattern string) []string {
+	t.Helper()
+	m, err := filepath.Glob(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -381,6 +381,19 @@ func readPid(path string) int {
 	return n
 }
 
+// ProgressDir names the directory whose growth shows a step's progress:
+// the images a dump writes (on the target in page-server mode), the copy a
+// transfer makes.
+func (p *Placement) ProgressDir(step string) string {
+	switch {
+	case step == migrate.StepDump && p.ps != nil, step == migrate.StepTransfer:
+		return p.imgDst
+	case step == migrate.StepDump:
+		return p.imgSrc
+	}
+	return ""
+}
+
 // StallTimeout is how long a page-server transfer may make no progress
 // before the guard breaks it.
 var StallTimeout = 10 * time.Second
