@@ -15,24 +15,7 @@ import (
 	"github.com/ferry-migrate/ferry/migrate"
 )
 
-// The killed-ferry test's workload is this test binary re-executed: it
-// holds N MiB of written memory so that a dump takes long enough to be
-// interrupted.
-const holdEnv = "FERRY_TEST_HOLD_MIB"
-
-func init() {
-	if v := os.Getenv(holdEnv); v != "" {
-		n, _ := strconv.Atoi(v)
-		mem := make([]byte, n<<20)
-		for i := range mem {
-			mem[i] = byte(i)
-		}
-		for {
-			time.Sleep(time.Hour)
-			_ = mem[len(mem)-1]
-		}
-	}
-}
+func init() { testenv.HoldMemoryIfAsked() }
 
 func procState(pid int) string {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
@@ -55,17 +38,8 @@ func TestKilledMidDump(t *testing.T) {
 	runs := t.TempDir()
 	t.Setenv("FERRY_RUNS", runs)
 
-	w := exec.Command(os.Args[0], "-test.run=^$")
-	w.Env = append(os.Environ(), holdEnv+"=512")
-	w.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w.Process.Kill(); _, _ = w.Process.Wait() })
-	pid := w.Process.Pid
-	for i := 0; i < 1000 && rss(pid) < 500<<20; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
+	// A 512 MiB workload: its dump takes long enough to be interrupted.
+	pid := testenv.StartHolder(t, 512).Process.Pid
 
 	f := exec.Command(ferry, "checkpoint", "pid:"+strconv.Itoa(pid), "--dir", filepath.Join(t.TempDir(), "ckpt"), "--leave-running")
 	// CRIU inherits ferry's environment: the marker finds this test's criu
@@ -130,19 +104,6 @@ func TestKilledMidDump(t *testing.T) {
 			t.Errorf("CRIU lock table left behind: %s", tb)
 		}
 	}
-}
-
-func rss(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[1])
-	return n * os.Getpagesize()
 }
 
 // criuAlive reports whether a criu process carrying mark in its

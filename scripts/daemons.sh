@@ -203,8 +203,10 @@ start_daemon() {
 			command -v lxd >/dev/null || ddie "lxd: not installed (scripts/daemons.sh install lxd)"
 			mkdir -p /var/log/lxd
 			getent group lxd >/dev/null || groupadd --system lxd
-			env -i PATH="$DAEMON_PATH" HOME=/root LANG=C.UTF-8 \
-				setsid lxd --group lxd --logfile=/var/log/lxd/lxd.log </dev/null >>/var/log/lxd/lxd.out 2>&1 &
+			# From /: the daemon runs rsync and others in its working
+			# directory, which must outlive whoever started it.
+			(cd / && env -i PATH="$DAEMON_PATH" HOME=/root LANG=C.UTF-8 \
+				setsid lxd --group lxd --logfile=/var/log/lxd/lxd.log </dev/null >>/var/log/lxd/lxd.out 2>&1 &)
 			timeout 60 lxd waitready || ddie "lxd: did not become ready (see /var/log/lxd/lxd.log)"
 			;;
 		incus)
@@ -218,10 +220,10 @@ start_daemon() {
 			# FERRY_INCUS_IDMAPPED=1 keeps them on: only tests that show
 			# the broken restore want that.
 			[ "${FERRY_INCUS_IDMAPPED:-0}" != 1 ] || idmap=FERRY_INCUS_IDMAPPED=1
-			env -i PATH="$DAEMON_PATH:/usr/libexec/incus" HOME=/root LANG=C.UTF-8 \
+			(cd / && env -i PATH="$DAEMON_PATH:/usr/libexec/incus" HOME=/root LANG=C.UTF-8 \
 				"$idmap" \
 				setsid /usr/libexec/incus/incusd --group incus-admin --logfile /var/log/incus/incusd.log \
-				</dev/null >>/var/log/incus/incusd.out 2>&1 &
+				</dev/null >>/var/log/incus/incusd.out 2>&1 &)
 			timeout 60 incus admin waitready || ddie "incus: did not become ready (see /var/log/incus/incusd.log)"
 			;;
 		esac
@@ -354,6 +356,7 @@ ns_start() {
 		mount --make-rshared /
 		lib=$1 log=$2 path=$6 idmap=$7
 		shift 7
+		cd /
 		exec env -i PATH="$path" HOME=/root LANG=C.UTF-8 "$idmap" setsid "$@" --logfile "$log/daemon.log"
 	' sh "$lib" "$log" "$run" "$d/lib" "$d/log" "$DAEMON_PATH:/usr/libexec/incus" \
 		INCUS_IDMAPPED_MOUNTS_DISABLE=1 $daemon </dev/null >>"$d/log/daemon.out" 2>&1 &

@@ -3,63 +3,24 @@ package criu
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/ferry-migrate/ferry/internal/testenv"
 	"github.com/ferry-migrate/ferry/migrate"
 )
 
-// The benchmark workload is this test binary re-executed: it fills 64 MiB
-// and sleeps, in its own session with stdio on /dev/null.
-const holderEnv = "FERRY_BENCH_HOLD_MIB"
+func init() { testenv.HoldMemoryIfAsked() }
 
-func init() {
-	if v := os.Getenv(holderEnv); v != "" {
-		n, _ := strconv.Atoi(v)
-		mem := make([]byte, n<<20)
-		for i := range mem {
-			mem[i] = byte(i)
-		}
-		for {
-			time.Sleep(time.Hour)
-			_ = mem[len(mem)-1]
-		}
-	}
-}
-
+// startHolder starts the benchmark workload: this test binary re-executed,
+// holding mib MiB. Its pid is reaped by reap() after a dump kills it.
 func startHolder(b *testing.B, mib int) int {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), holderEnv+"="+strconv.Itoa(mib))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	// Wait until the memory is touched: RSS reaches the size.
-	for i := 0; i < 500; i++ {
-		if rssMiB(cmd.Process.Pid) >= mib {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return cmd.Process.Pid
-}
-
-func rssMiB(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
-	if err != nil {
-		return 0
-	}
-	var size, rss int
-	_, _ = fmt.Sscan(string(b), &size, &rss)
-	return rss * os.Getpagesize() >> 20
+	return testenv.StartHolder(b, mib).Process.Pid
 }
 
 func kill(pid int) { _ = syscall.Kill(pid, syscall.SIGKILL); reap(pid) }
