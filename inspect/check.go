@@ -1,0 +1,73 @@
+package inspect
+
+import "fmt"
+
+// Finding is something in the images known to cause trouble on restore.
+type Finding struct {
+	Kind   string `json:"kind"` // ghost-file, external-unix-socket, tcp-established
+	PID    uint32 `json:"pid"`
+	FD     uint32 `json:"fd"`
+	Detail string `json:"detail"`
+	// Problem is true when the restore fails as things stand, false for
+	// what only needs the right options.
+	Problem bool   `json:"problem"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+// CheckOptions are how the checkpoint would be restored.
+type CheckOptions struct {
+	// GhostLimit is the --ghost-limit in bytes (0: CRIU's default).
+	GhostLimit uint64
+	// TCPEstablished is whether the restore passes --tcp-established.
+	TCPEstablished bool
+}
+
+// Check lists what in c is known to cause trouble on restore.
+func (c *Checkpoint) Check(o CheckOptions) []Finding {
+	c.Findings = check(c, o)
+	c.show |= showChecks
+	return c.Findings
+}
+
+func check(c *Checkpoint, o CheckOptions) []Finding {
+	limit := o.GhostLimit
+	if limit == 0 {
+		limit = DefaultGhostLimit
+	}
+	var out []Finding
+	for _, f := range c.Files {
+		if !f.Ghost {
+			continue
+		}
+		fd := Finding{Kind: "ghost-file", PID: f.PID, FD: f.FD,
+			Detail: fmt.Sprintf("%s is deleted but open; CRIU saved its %d bytes in the images (ghost limit %d)", f.Path, f.GhostSize, limit)}
+		if f.GhostSize > limit {
+			fd.Problem = true
+			fd.Fix = fmt.Sprintf("dump with --ghost-limit %d or more", f.GhostSize)
+		}
+		out = append(out, fd)
+	}
+	for _, s := range c.Sockets {
+		switch {
+		case s.External:
+			out = append(out, Finding{Kind: "external-unix-socket", PID: s.PID, FD: s.FD, Problem: true,
+				Detail: fmt.Sprintf("%s socket %s is connected to %s outside the checkpoint", s.Kind, orNone(s.Local), s.Peer),
+				Fix:    "restore with --ext-unix-sk, or with an inherited fd (--inherit-fd) for the peer"})
+		case (s.Kind == "tcp" || s.Kind == "tcp6") && s.State == "ESTABLISHED":
+			f := Finding{Kind: "tcp-established", PID: s.PID, FD: s.FD, Problem: !o.TCPEstablished,
+				Detail: fmt.Sprintf("established TCP connection %s -> %s", s.Local, s.Peer)}
+			if !o.TCPEstablished {
+				f.Fix = "restore with --tcp-established, on a host where " + s.Local + " can be bound"
+			}
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(unnamed)"
+	}
+	return s
+}
