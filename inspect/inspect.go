@@ -157,10 +157,10 @@ func Load(dir string) (c *Checkpoint, err error) {
 }
 
 type loader struct {
-	d     dirImages
-	c     *Checkpoint
-	files map[uint32]*fdinfo.FileEntry
-	ghost map[uint32]uint64 // file id -> ghost size
+	d         dirImages
+	c         *Checkpoint
+	files     map[uint32]*fdinfo.FileEntry
+	ghost     map[uint32]uint64 // file id -> ghost size
 	ghostSeen map[uint32]bool
 }
 
