@@ -64,6 +64,9 @@ func addr(words []uint32, port uint32) string {
 	default:
 		return ""
 	}
+	if a.IsUnspecified() && port == 0 {
+		return "" // no peer: a listening or unconnected socket
+	}
 	return netip.AddrPortFrom(a, uint16(port)).String()
 }
 
