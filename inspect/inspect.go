@@ -304,11 +304,14 @@ func ghostSize(name string, b []byte) (uint64, error) {
 	if err := unmarshal(name, e, g); err != nil {
 		return 0, err
 	}
-	if g.Size != nil {
-		return g.GetSize(), nil
-	}
 	if !g.GetChunks() {
-		return uint64(len(data)), nil
+		if g.Size == nil {
+			return uint64(len(data)), nil
+		}
+		if g.GetMode()&0o170000 == 0o100000 && uint64(len(data)) < g.GetSize() {
+			return 0, &ImageError{File: name, Reason: fmt.Sprintf("truncated: %d of the file's %d bytes", len(data), g.GetSize())}
+		}
+		return g.GetSize(), nil
 	}
 	var n uint64
 	for len(data) > 0 {
@@ -325,6 +328,9 @@ func ghostSize(name string, b []byte) (uint64, error) {
 		}
 		n = max(n, ch.GetOff()+ch.GetLen())
 		data = r[ch.GetLen():]
+	}
+	if g.Size != nil {
+		return g.GetSize(), nil
 	}
 	return n, nil
 }
@@ -491,6 +497,16 @@ func (l *loader) loadMemory(pid uint32) (Memory, []string, error) {
 		}
 	}
 	m.Bytes, m.ParentBytes = m.Pages*PageSize, m.ParentPages*PageSize
+	if m.Pages > 0 {
+		pages := fmt.Sprintf("pages-%d.img", pm.PagesID)
+		st, err := os.Stat(filepath.Join(l.d.dir, pages))
+		if err != nil {
+			return m, nil, &ImageError{File: pages, Reason: pmName + " refers to it", Err: err}
+		}
+		if uint64(st.Size()) < m.Bytes {
+			return m, nil, &ImageError{File: pages, Reason: fmt.Sprintf("truncated: %d bytes, %s lists %d pages (%d bytes)", st.Size(), pmName, m.Pages, m.Bytes)}
+		}
+	}
 	var args []string
 	if argFound && argEnd > argStart {
 		args, err = l.readArgs(fmt.Sprintf("pages-%d.img", pm.PagesID), argOff, min(argEnd-argStart, 4096))
