@@ -139,7 +139,7 @@ type Stats = migrate.Stats
 func Load(dir string) (c *Checkpoint, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			c, err = nil, fmt.Errorf("%s: cannot decode the images: %v", dir, r)
+			c, err = nil, fmt.Errorf("%s: internal error decoding the images (please report it): %v", dir, r)
 		}
 	}()
 	st, err := os.Stat(dir)
