@@ -33,7 +33,7 @@ func FuzzEntries(f *testing.F) {
 	seeds(f, "pstree")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fs, err := decodeAll[fdinfo.FileEntry]("files.img", b, magicFiles)
-		if err == nil && len(b) < 8 {
+		if err == nil && len(b) < 8+4*len(fs) {
 			t.Fatalf("%d bytes decoded as %d entries", len(b), len(fs))
 		}
 		_, _ = decodeAll[pstree.PstreeEntry]("pstree.img", b, magicPstree)

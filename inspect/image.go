@@ -78,7 +78,12 @@ func checkMagic(name string, b []byte, magic uint32) ([]byte, error) {
 	}
 	m := binary.LittleEndian.Uint32(b)
 	rest := b[4:]
-	if m == magicCommon || m == magicService {
+	// inventory.img has its magic alone, every other image follows
+	// IMG_COMMON (or IMG_SERVICE) with its own.
+	if magic != magicInventory {
+		if m != magicCommon && m != magicService {
+			return nil, &ImageError{File: name, Reason: fmt.Sprintf("not a CRIU image (magic %#x)", m)}
+		}
 		if len(rest) < 4 {
 			return nil, &ImageError{File: name, Reason: "truncated after the common magic"}
 		}
