@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/ferry-migrate/ferry/internal/exit"
 	"github.com/ferry-migrate/ferry/internal/output"
 	"github.com/ferry-migrate/ferry/migrate"
+	"github.com/ferry-migrate/ferry/probe"
 )
 
 // InspectOptions are the inputs of `ferry inspect`.
@@ -19,12 +21,15 @@ type InspectOptions struct {
 	IO     *IOStreams
 	Format output.Format
 	Store  migrate.Store
+	// Facts reads the facts of the --against host.
+	Facts func(ctx context.Context, spec string) (*probe.Facts, error)
 
 	Target         string
 	Sections       inspect.Sections
 	Check          bool
 	TCPEstablished bool
 	GhostLimit     uint64
+	Against        string
 }
 
 func newInspectCmd(f *Factory, runF func(context.Context, *InspectOptions) error) *cobra.Command {
@@ -44,7 +49,10 @@ directory, from the run store in $FERRY_RUNS; see ` + "`ferry runs`" + `).
 Without section flags ferry shows a summary and the process tree. --check
 lists what is known to cause trouble on restore: deleted-but-open files and
 their sizes against the ghost limit, unix sockets connected outside the
-checkpoint, established TCP connections (restore needs --tcp-established).
+checkpoint, established TCP connections (restore needs --tcp-established),
+and with --against HOST the dumped mounts and open files on filesystems that
+HOST's kernel does not support (HOST is a host spec, a saved facts file of
+` + "`ferry probe -o json`" + ` or a bug-report bundle).
 With --check, exit status 3 means at least one problem was found.
 
 Images are never trusted: a corrupt, truncated or foreign file is an error
@@ -53,10 +61,15 @@ naming the file.`,
   ferry inspect /var/tmp/ckpt --all
   ferry inspect 20261129T120000-checkpoint-a1b2c3 --memory --files
   ferry inspect /var/tmp/ckpt --check --tcp-established
-  ferry inspect /var/tmp/ckpt --sockets --output json`,
+  ferry inspect /var/tmp/ckpt --sockets --output json
+  ferry inspect /var/tmp/ckpt --against ssh://root@b`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Target, opts.Format, opts.Store = args[0], f.Output, f.runStore()
+			src := factsSource{hostSpec: f.Host, criuPath: f.CRIUPath()}
+			opts.Facts = func(ctx context.Context, spec string) (*probe.Facts, error) {
+				return src.facts(ctx, spec, 60*time.Second)
+			}
 			if runF != nil {
 				return runF(c.Context(), opts)
 			}
@@ -74,11 +87,15 @@ naming the file.`,
 	fl.BoolVar(&s.All, "all", false, "show every section")
 	fl.BoolVar(&opts.Check, "check", false, "list what is known to cause trouble on restore")
 	fl.BoolVar(&opts.TCPEstablished, "tcp-established", false, "with --check: the restore will pass --tcp-established")
+	fl.StringVar(&opts.Against, "against", "", "with --check: the restoring host (spec, facts file or bundle); flags filesystems it lacks")
 	fl.Uint64Var(&opts.GhostLimit, "ghost-limit", inspect.DefaultGhostLimit, "with --check: CRIU's --ghost-limit in bytes")
 	return c
 }
 
-func inspectRun(_ context.Context, opts *InspectOptions) error {
+func inspectRun(ctx context.Context, opts *InspectOptions) error {
+	if opts.Against != "" {
+		opts.Check = true
+	}
 	dir, run, err := inspectDir(opts.Store, opts.Target)
 	if err != nil {
 		return err
@@ -87,9 +104,22 @@ func inspectRun(_ context.Context, opts *InspectOptions) error {
 	if err != nil {
 		return exit.New(exit.Failure, err)
 	}
+	co := inspect.CheckOptions{GhostLimit: opts.GhostLimit, TCPEstablished: opts.TCPEstablished}
+	if opts.Against != "" {
+		facts, err := opts.Facts(ctx, opts.Against)
+		if err != nil {
+			return err
+		}
+		co.Target = opts.Against
+		co.TargetFilesystems = facts.Filesystems.Supported
+		if len(co.TargetFilesystems) == 0 {
+			co.TargetFilesystems = nil
+			fmt.Fprintf(opts.IO.ErrOut, "warning: %s: its supported filesystems are unknown; filesystems not checked\n", opts.Against)
+		}
+	}
 	c.Run = run
 	if opts.Check {
-		c.Check(inspect.CheckOptions{GhostLimit: opts.GhostLimit, TCPEstablished: opts.TCPEstablished})
+		c.Check(co)
 	}
 	c.Select(opts.Sections)
 	if err := output.Write(opts.IO.Out, opts.Format, c); err != nil {

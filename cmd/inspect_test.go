@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -9,9 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/mnt"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/ferry-migrate/ferry/inspect"
 	"github.com/ferry-migrate/ferry/internal/exit"
 	"github.com/ferry-migrate/ferry/migrate"
+	"github.com/ferry-migrate/ferry/probe"
 )
 
 // inspectSample is a real checkpoint of `sleep 1000` holding a
@@ -141,5 +146,56 @@ func TestInspectErrors(t *testing.T) {
 				t.Errorf("exit %d (want %d), stderr lacks %q:\n%s", code, tc.code, tc.stderr, errOut)
 			}
 		})
+	}
+}
+
+// TestInspectAgainst checks the images' filesystems against a target's
+// saved facts: the seed images plus a mount table naming zfs.
+func TestInspectAgainst(t *testing.T) {
+	t.Setenv("FERRY_RUNS", t.TempDir())
+	dir := t.TempDir()
+	ents, err := os.ReadDir(inspectSample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(inspectSample, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// IMG_COMMON, MNTS, then size-prefixed entries.
+	img := binary.LittleEndian.AppendUint32(nil, 0x54564319)
+	img = binary.LittleEndian.AppendUint32(img, 0x55563928)
+	for _, m := range []*mnt.MntEntry{
+		{Fstype: proto.Uint32(0), Fsname: proto.String("ext4"), MntId: proto.Uint32(10), RootDev: proto.Uint32(0), ParentMntId: proto.Uint32(1),
+			Flags: proto.Uint32(0), Root: proto.String("/"), Mountpoint: proto.String("/"), Source: proto.String("/dev/vda1"), Options: proto.String("rw")},
+		{Fstype: proto.Uint32(0), Fsname: proto.String("zfs"), MntId: proto.Uint32(11), RootDev: proto.Uint32(0), ParentMntId: proto.Uint32(10),
+			Flags: proto.Uint32(0), Root: proto.String("/"), Mountpoint: proto.String("/data"), Source: proto.String("tank/data"), Options: proto.String("rw")},
+	} {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img = append(binary.LittleEndian.AppendUint32(img, uint32(len(b))), b...)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mountpoints-6.img"), img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	facts := filepath.Join(t.TempDir(), "b.json")
+	if err := os.WriteFile(facts, []byte(`{"schema": "`+probe.Schema+`", "host": "b", "filesystems": {"supported": ["ext4", "proc"]}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runInspect(t, dir, "--against", facts, "--mounts")
+	if code != exit.Incompatible || !strings.Contains(out, "PROBLEM filesystem: pid 0 fd 0: mount /data (zfs): "+facts+" does not support this filesystem") ||
+		!strings.Contains(out, "/data  zfs   tank/data") {
+		t.Errorf("exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runInspect(t, inspectSample, "--against", facts)
+	if code != exit.OK || !strings.Contains(out, "note filesystems-unknown") {
+		t.Errorf("images without a mount table: exit %d\n%s%s", code, out, errOut)
 	}
 }

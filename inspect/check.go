@@ -1,6 +1,10 @@
 package inspect
 
-import "fmt"
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
 
 // Finding is something in the images known to cause trouble on restore.
 type Finding struct {
@@ -20,6 +24,11 @@ type CheckOptions struct {
 	GhostLimit uint64
 	// TCPEstablished is whether the restore passes --tcp-established.
 	TCPEstablished bool
+	// Target and TargetFilesystems are the restoring host and the
+	// filesystems its kernel supports (/proc/filesystems); nil skips
+	// the filesystem check.
+	Target            string
+	TargetFilesystems []string
 }
 
 // Check lists what in c is known to cause trouble on restore.
@@ -60,6 +69,53 @@ func check(c *Checkpoint, o CheckOptions) []Finding {
 				f.Fix = "restore with --tcp-established, on a host where " + s.Local + " can be bound"
 			}
 			out = append(out, f)
+		}
+	}
+	if o.TargetFilesystems != nil {
+		out = append(out, checkFilesystems(c, o)...)
+	}
+	return out
+}
+
+// fsBase is the kernel filesystem behind a mount's type: fuse.sshfs is
+// fuse to /proc/filesystems.
+func fsBase(t string) string {
+	if b, _, ok := strings.Cut(t, "."); ok {
+		return b
+	}
+	return t
+}
+
+// checkFilesystems lists the dumped mounts and the open files on them
+// whose filesystem the target's kernel does not support.
+func checkFilesystems(c *Checkpoint, o CheckOptions) []Finding {
+	have := map[string]bool{}
+	for _, f := range o.TargetFilesystems {
+		have[f] = true
+	}
+	if len(c.Mounts) == 0 {
+		return []Finding{{Kind: "filesystems-unknown",
+			Detail: "the images hold no mount table (the tree shares its host's mount namespace): the filesystems of its files are not recorded, so they are not checked against " + o.Target}}
+	}
+	var out []Finding
+	missing := map[uint32]string{}
+	var names []string
+	for _, m := range c.Mounts {
+		if t := fsBase(m.FSType); !have[t] {
+			missing[m.ID] = m.FSType
+			names = append(names, m.Mountpoint+" ("+m.FSType+")")
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		out = append(out, Finding{Kind: "filesystem", Problem: true,
+			Detail: fmt.Sprintf("mount %s: %s does not support this filesystem", n, o.Target),
+			Fix:    "load the filesystem's module on " + o.Target + " (modprobe) or restore elsewhere"})
+	}
+	for _, f := range c.Files {
+		if t, ok := missing[uint32(f.MountID)]; ok && f.MountID >= 0 {
+			out = append(out, Finding{Kind: "file-filesystem", PID: f.PID, FD: f.FD, Problem: true,
+				Detail: fmt.Sprintf("%s is on %s, which %s does not support", f.Path, t, o.Target)})
 		}
 	}
 	return out

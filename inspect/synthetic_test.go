@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -198,5 +199,36 @@ func TestAddr(t *testing.T) {
 		if got := addr(tc.words, tc.port); got != tc.want {
 			t.Errorf("addr(%x, %d) = %q, want %q", tc.words, tc.port, got, tc.want)
 		}
+	}
+}
+
+func TestCheckFilesystems(t *testing.T) {
+	c := &Checkpoint{
+		Mounts: []Mount{
+			{ID: 10, Mountpoint: "/", FSType: "ext4"},
+			{ID: 11, Mountpoint: "/data", FSType: "zfs"},
+			{ID: 12, Mountpoint: "/remote", FSType: "fuse.sshfs"},
+		},
+		Files: []File{
+			{PID: 1, FD: 3, Path: "/data/db", MountID: 11},
+			{PID: 1, FD: 4, Path: "/etc/hosts", MountID: 10},
+			{PID: 1, FD: 5, Path: "/remote/x", MountID: 12},
+		},
+	}
+	var got []string
+	for _, f := range c.Check(CheckOptions{Target: "b", TargetFilesystems: []string{"ext4", "fuse", "proc"}}) {
+		got = append(got, fmt.Sprintf("%s %d %v: %s", f.Kind, f.FD, f.Problem, f.Detail))
+	}
+	want := []string{
+		"filesystem 0 true: mount /data (zfs): b does not support this filesystem",
+		"file-filesystem 3 true: /data/db is on zfs, which b does not support",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("findings (-want +got):\n%s", d)
+	}
+	c.Mounts = nil
+	fs := c.Check(CheckOptions{Target: "b", TargetFilesystems: []string{"ext4"}})
+	if len(fs) != 1 || fs[0].Kind != "filesystems-unknown" || fs[0].Problem {
+		t.Errorf("without a mount table: %+v", fs)
 	}
 }
