@@ -48,6 +48,8 @@ func TestInspect(t *testing.T) {
 			[]string{"process tree:", "memory:", "files:", "sockets:", "mounts:", "statistics:"}, []string{"\nchecks:"}, ""},
 		{"check under the ghost limit", []string{"--check"}, exit.OK,
 			[]string{"checks:", "note ghost-file: pid"}, []string{"PROBLEM"}, ""},
+		{"yaml", []string{"--all", "--output", "yaml"}, exit.OK,
+			[]string{"processes:\n- cmdline:\n  - sleep\n  - \"1000\"", "ghost: true", "ghost_size: 13"}, []string{"process tree:"}, ""},
 		{"check over the ghost limit", []string{"--check", "--ghost-limit", "10"}, exit.Incompatible,
 			[]string{"PROBLEM ghost-file", "fix: dump with --ghost-limit 13 or more"}, nil, "breaks a restore"},
 	}

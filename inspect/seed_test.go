@@ -156,3 +156,12 @@ func TestDamagedImages(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLoad decodes the committed checkpoint (one process, 30 pages).
+func BenchmarkLoad(b *testing.B) {
+	for b.Loop() {
+		if _, err := Load(seedDir); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
