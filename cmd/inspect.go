@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -118,6 +119,11 @@ func inspectRun(ctx context.Context, opts *InspectOptions) error {
 		}
 	}
 	c.Run = run
+	if run != "" {
+		if err := c.AddStats(filepath.Join(opts.Store.Dir, run)); err != nil {
+			return exit.New(exit.Failure, err)
+		}
+	}
 	if opts.Check {
 		c.Check(co)
 	}

@@ -5,8 +5,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 
 	"github.com/ferry-migrate/ferry/inspect"
 	"github.com/ferry-migrate/ferry/internal/exit"
+	"github.com/ferry-migrate/ferry/internal/testenv"
 	"github.com/ferry-migrate/ferry/migrate"
 	"github.com/ferry-migrate/ferry/probe"
 )
@@ -199,5 +203,49 @@ func TestInspectAgainst(t *testing.T) {
 	code, out, errOut = runInspect(t, inspectSample, "--against", facts)
 	if code != exit.OK || !strings.Contains(out, "note filesystems-unknown") {
 		t.Errorf("images without a mount table: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestInspectCheckpointRun checkpoints a process with `ferry checkpoint`
+// and inspects the run by its id: the memory shown is what the pages
+// images hold and what CRIU's stats (in the run directory) say it wrote.
+func TestInspectCheckpointRun(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.CRIU(t)
+	t.Setenv("FERRY_RUNS", t.TempDir())
+	w := exec.Command("sleep", "1000")
+	w.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Process.Kill(); _, _ = w.Process.Wait() })
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	var j migrate.Journal
+	if code, stderr := runJSON(t, &j, "checkpoint", "pid:"+strconv.Itoa(w.Process.Pid), "--dir", dir); code != exit.OK {
+		t.Fatalf("checkpoint exit %d: %s", code, stderr)
+	}
+	code, out, errOut := runInspect(t, j.ID, "--memory", "--stats", "--ps-tree", "-o", "json")
+	if code != exit.OK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var c inspect.Checkpoint
+	if err := json.Unmarshal([]byte(out), &c); err != nil {
+		t.Fatal(err)
+	}
+	pages, _ := filepath.Glob(filepath.Join(dir, "pages-*.img"))
+	var disk uint64
+	for _, p := range pages {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		disk += uint64(st.Size())
+	}
+	if c.Run != j.ID || len(c.Processes) != 1 || c.Processes[0].PID != uint32(w.Process.Pid) {
+		t.Errorf("run %s, processes %+v", c.Run, c.Processes)
+	}
+	if disk == 0 || c.Summary.Bytes != disk || c.Stats == nil || c.Stats.PagesWritten*inspect.PageSize != disk ||
+		c.Stats.PagesWritten != j.Stats.PagesWritten {
+		t.Errorf("pages images hold %d bytes; inspect: summary %+v, stats %+v; journal stats %+v", disk, c.Summary, c.Stats, j.Stats)
 	}
 }

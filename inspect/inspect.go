@@ -229,6 +229,21 @@ func (l *loader) load() error {
 	return nil
 }
 
+// AddStats reads CRIU's statistics from dir when the images directory
+// has none: over RPC, CRIU writes them into its work directory (a ferry
+// run's directory).
+func (c *Checkpoint) AddStats(dir string) error {
+	if c.Stats != nil {
+		return nil
+	}
+	s, err := loadStats(dir)
+	if err != nil {
+		return err
+	}
+	c.Stats = s
+	return nil
+}
+
 func loadStats(dir string) (*Stats, error) {
 	var s Stats
 	if err := criu.DumpStats(dir, &s); err != nil {
