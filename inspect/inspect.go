@@ -354,7 +354,7 @@ func (l *loader) loadProcess(t *pstree.PstreeEntry, mntns map[uint32]bool) error
 	pid := t.GetPid()
 	p := Process{PID: pid, PPID: t.GetPpid(), PGID: t.GetPgid(), SID: t.GetSid(), Threads: max(1, len(t.GetThreads()))}
 	coreName := fmt.Sprintf("core-%d.img", pid)
-	b, err := l.d.need(coreName)
+	b, err := l.needFor(coreName, pid)
 	if err != nil {
 		return err
 	}
@@ -365,7 +365,7 @@ func (l *loader) loadProcess(t *pstree.PstreeEntry, mntns map[uint32]bool) error
 	p.Comm = core.GetTc().GetComm()
 	p.State = taskState(core.GetTc().GetTaskState())
 	idsName := fmt.Sprintf("ids-%d.img", pid)
-	b, err = l.d.need(idsName)
+	b, err = l.needFor(idsName, pid)
 	if err != nil {
 		return err
 	}
@@ -389,6 +389,18 @@ func (l *loader) loadProcess(t *pstree.PstreeEntry, mntns map[uint32]bool) error
 	}
 	l.c.Processes = append(l.c.Processes, p)
 	return nil
+}
+
+// needFor reads a per-process image that pstree.img implies.
+func (l *loader) needFor(name string, pid uint32) ([]byte, error) {
+	b, ok, err := l.d.read(name)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, &ImageError{File: name, Reason: fmt.Sprintf("missing, though pstree.img lists pid %d", pid)}
+	}
+	return b, nil
 }
 
 func taskState(s uint32) string {
@@ -475,7 +487,7 @@ func where(e *pagemap.PagemapEntry) (inFile, inParent, lazy bool) {
 func (l *loader) loadMemory(pid uint32) (Memory, []string, error) {
 	m := Memory{PID: pid}
 	mmName := fmt.Sprintf("mm-%d.img", pid)
-	b, err := l.d.need(mmName)
+	b, err := l.needFor(mmName, pid)
 	if err != nil {
 		return m, nil, err
 	}
@@ -485,7 +497,7 @@ func (l *loader) loadMemory(pid uint32) (Memory, []string, error) {
 	}
 	m.VMAs = len(mme.GetVmas())
 	pmName := fmt.Sprintf("pagemap-%d.img", pid)
-	if b, err = l.d.need(pmName); err != nil {
+	if b, err = l.needFor(pmName, pid); err != nil {
 		return m, nil, err
 	}
 	pm, err := ReadPagemap(pmName, b)
