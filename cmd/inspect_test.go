@@ -196,7 +196,7 @@ func TestInspectAgainst(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errOut := runInspect(t, dir, "--against", facts, "--mounts")
-	if code != exit.Incompatible || !strings.Contains(out, "PROBLEM filesystem: pid 0 fd 0: mount /data (zfs): "+facts+" does not support this filesystem") ||
+	if code != exit.Incompatible || !strings.Contains(out, "PROBLEM filesystem: mount /data (zfs): "+facts+" does not support this filesystem") ||
 		!strings.Contains(out, "/data  zfs   tank/data") {
 		t.Errorf("exit %d\n%s%s", code, out, errOut)
 	}

@@ -53,17 +53,16 @@ type Checkpoint struct {
 
 // Summary are the totals of a checkpoint.
 type Summary struct {
-	Processes    int    `json:"processes"`
-	Threads      int    `json:"threads"`
-	Pages        uint64 `json:"pages"`
-	Bytes        uint64 `json:"bytes"`
-	ParentPages  uint64 `json:"parent_pages"`
-	Files        int    `json:"files"`
-	Sockets      int    `json:"sockets"`
-	Mounts       int    `json:"mounts"`
-	ImageBytes   int64  `json:"image_bytes"`
-	TCPClose     bool   `json:"tcp_close,omitempty"`
-	PreDumpCount int    `json:"-"`
+	Processes   int    `json:"processes"`
+	Threads     int    `json:"threads"`
+	Pages       uint64 `json:"pages"`
+	Bytes       uint64 `json:"bytes"`
+	ParentPages uint64 `json:"parent_pages"`
+	Files       int    `json:"files"`
+	Sockets     int    `json:"sockets"`
+	Mounts      int    `json:"mounts"`
+	ImageBytes  int64  `json:"image_bytes"`
+	TCPClose    bool   `json:"tcp_close,omitempty"`
 }
 
 // Process is one task of the dumped tree.

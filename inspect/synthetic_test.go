@@ -182,6 +182,12 @@ func TestExternalUnixSockets(t *testing.T) {
 			t.Errorf("--tcp-established=%v (-want +got):\n%s", tc.tcp, d)
 		}
 	}
+	c.Summary.TCPClose = true
+	for _, f := range c.Check(CheckOptions{}) {
+		if f.Kind == "tcp-established" && (f.Problem || !strings.Contains(f.Detail, "--tcp-close")) {
+			t.Errorf("dumped with --tcp-close: %+v", f)
+		}
+	}
 }
 
 func TestAddr(t *testing.T) {

@@ -182,7 +182,11 @@ func (c *Checkpoint) WriteText(w io.Writer) error {
 			if f.Problem {
 				mark = "PROBLEM"
 			}
-			fmt.Fprintf(w, "  %s %s: pid %d fd %d: %s\n", mark, f.Kind, f.PID, f.FD, f.Detail)
+			where := ""
+			if f.PID != 0 {
+				where = fmt.Sprintf(" pid %d fd %d:", f.PID, f.FD)
+			}
+			fmt.Fprintf(w, "  %s %s:%s %s\n", mark, f.Kind, where, f.Detail)
 			if f.Fix != "" {
 				fmt.Fprintf(w, "    fix: %s\n", f.Fix)
 			}
