@@ -258,7 +258,7 @@ func normalize(c *Checkpoint) {
 		if c.Processes[0].Comm == "inspect.test" && f.FD > 2 {
 			continue // the Go runtime's own fds (epoll, pipes)
 		}
-		f.PID = pids[f.PID]
+		f.PID, f.MountID = pids[f.PID], 0
 		f.Path = pipe.ReplaceAllString(f.Path, "[N]")
 		if f.Ghost {
 			f.Path = filepath.Base(f.Path)
