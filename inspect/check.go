@@ -105,7 +105,7 @@ func checkFilesystems(c *Checkpoint, o CheckOptions) []Finding {
 	missing := map[uint32]string{}
 	var names []string
 	for _, m := range c.Mounts {
-		if t := fsBase(m.FSType); !have[t] {
+		if t := fsBase(m.FSType); t != "" && !have[t] { // "": CRIU did not record it
 			missing[m.ID] = m.FSType
 			names = append(names, m.Mountpoint+" ("+m.FSType+")")
 		}

@@ -622,8 +622,11 @@ func (l *loader) loadMounts(ns uint32) error {
 		return err
 	}
 	for _, m := range ms {
+		// CRIU names the filesystems it knows by number and keeps the
+		// name of others (fstype AUTO or UNSUPPORTED) in fsname, when it
+		// has it.
 		fst := m.GetFsname()
-		if fst == "" {
+		if fst == "" && m.GetFstype() != uint32(mnt.Fstype_UNSUPPORTED) && m.GetFstype() != uint32(mnt.Fstype_AUTO) {
 			fst = strings.ToLower(mnt.Fstype(m.GetFstype()).String())
 		}
 		l.c.Mounts = append(l.c.Mounts, Mount{ID: m.GetMntId(), Parent: m.GetParentMntId(), Mountpoint: m.GetMountpoint(),

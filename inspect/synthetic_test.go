@@ -214,6 +214,7 @@ func TestCheckFilesystems(t *testing.T) {
 			{ID: 10, Mountpoint: "/", FSType: "ext4"},
 			{ID: 11, Mountpoint: "/data", FSType: "zfs"},
 			{ID: 12, Mountpoint: "/remote", FSType: "fuse.sshfs"},
+			{ID: 13, Mountpoint: "/srv", FSType: ""},
 		},
 		Files: []File{
 			{PID: 1, FD: 3, Path: "/data/db", MountID: 11},

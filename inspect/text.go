@@ -156,7 +156,7 @@ func (c *Checkpoint) WriteText(w io.Writer) error {
 			if m.External {
 				ext = " (external)"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s%s\n", m.Mountpoint, m.FSType, m.Source, ext)
+			fmt.Fprintf(tw, "  %s\t%s\t%s%s\n", m.Mountpoint, orUnknown(m.FSType), m.Source, ext)
 		}
 		tw.Flush()
 	}
@@ -193,6 +193,13 @@ func (c *Checkpoint) WriteText(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "(type not recorded)"
+	}
+	return s
 }
 
 func dash(s string) string {
