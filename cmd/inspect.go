@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferry-migrate/ferry/inspect"
 	"github.com/ferry-migrate/ferry/internal/exit"
+	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/internal/output"
 	"github.com/ferry-migrate/ferry/migrate"
 	"github.com/ferry-migrate/ferry/probe"
@@ -44,8 +45,9 @@ parent pre-dump counted apart), open files with their positions, sockets with
 their kind, state and addresses, the mounts of a dumped mount namespace, and
 CRIU's dump and restore statistics.
 
-The argument is an images directory or the id of a ferry run (its images
-directory, from the run store in $FERRY_RUNS; see ` + "`ferry runs`" + `).
+The argument is an images directory (also an LXD or Incus state directory)
+or the id of a ferry run (its images directory, from the run store in
+$FERRY_RUNS; see ` + "`ferry runs`" + `). Bug-report bundles leave the images out.
 
 Without section flags ferry shows a summary and the process tree. --check
 lists what is known to cause trouble on restore: deleted-but-open files and
@@ -143,6 +145,10 @@ func inspectRun(ctx context.Context, opts *InspectOptions) error {
 
 // inspectDir resolves DIR or RUN-ID to an images directory.
 func inspectDir(store migrate.Store, target string) (dir, run string, err error) {
+	if host.IsBundlePath(target) {
+		return "", "", exit.New(exit.Usage, fmt.Errorf("%s is a bug-report bundle: bundles leave the CRIU images out (they hold process memory)", target),
+			"inspect the images directory or run id the bundle's journal names, on the host that made it")
+	}
 	if st, err := os.Stat(target); err == nil {
 		if !st.IsDir() {
 			return "", "", exit.Usagef("pass an images directory or a run id", "%s is not a directory", target)

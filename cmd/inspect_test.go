@@ -142,6 +142,7 @@ func TestInspectErrors(t *testing.T) {
 		stderr string
 	}{
 		{"neither a directory nor a run", "nope", exit.Usage, "neither a directory nor a run"},
+		{"a bundle", "ferry-report-x.tar.gz", exit.Usage, "bundles leave the CRIU images out"},
 		{"a file", filepath.Join(inspectSample, "pstree.img"), exit.Usage, "is not a directory"},
 		{"no images", t.TempDir(), exit.Failure, "inventory.img: missing"},
 		{"truncated", damaged, exit.Failure, "pstree.img: truncated entry"},
