@@ -52,9 +52,8 @@ func (e *ImageError) Hint() string {
 }
 
 // entries splits an image into its raw protobuf entries after checking
-// its magic. extra, if not nil, is called after each entry with the bytes
-// that follow it and returns how many of them belong to that entry (pages
-// of a ghost file, for instance).
+// its magic. Images with data between entries (ghost files) have their
+// own reader.
 func entries(name string, b []byte, magic uint32) ([][]byte, error) {
 	rest, err := checkMagic(name, b, magic)
 	if err != nil {
