@@ -55,6 +55,7 @@ directory holding a captured host.`,
 		newAgentCmd(f),
 		newCollectCmd(f, nil),
 		newReportCmd(f, nil),
+		newInspectCmd(f, nil),
 	)
 	return root
 }
