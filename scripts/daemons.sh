@@ -205,8 +205,8 @@ start_daemon() {
 			getent group lxd >/dev/null || groupadd --system lxd
 			# From /: the daemon runs rsync and others in its working
 			# directory, which must outlive whoever started it.
-			(cd / && env -i PATH="$DAEMON_PATH" HOME=/root LANG=C.UTF-8 \
-				setsid lxd --group lxd --logfile=/var/log/lxd/lxd.log </dev/null >>/var/log/lxd/lxd.out 2>&1 &)
+			(cd / && exec env -i PATH="$DAEMON_PATH" HOME=/root LANG=C.UTF-8 \
+				setsid lxd --group lxd --logfile=/var/log/lxd/lxd.log) </dev/null >>/var/log/lxd/lxd.out 2>&1 &
 			timeout 60 lxd waitready || ddie "lxd: did not become ready (see /var/log/lxd/lxd.log)"
 			;;
 		incus)
@@ -220,10 +220,10 @@ start_daemon() {
 			# FERRY_INCUS_IDMAPPED=1 keeps them on: only tests that show
 			# the broken restore want that.
 			[ "${FERRY_INCUS_IDMAPPED:-0}" != 1 ] || idmap=FERRY_INCUS_IDMAPPED=1
-			(cd / && env -i PATH="$DAEMON_PATH:/usr/libexec/incus" HOME=/root LANG=C.UTF-8 \
+			(cd / && exec env -i PATH="$DAEMON_PATH:/usr/libexec/incus" HOME=/root LANG=C.UTF-8 \
 				"$idmap" \
-				setsid /usr/libexec/incus/incusd --group incus-admin --logfile /var/log/incus/incusd.log \
-				</dev/null >>/var/log/incus/incusd.out 2>&1 &)
+				setsid /usr/libexec/incus/incusd --group incus-admin --logfile /var/log/incus/incusd.log) \
+				</dev/null >>/var/log/incus/incusd.out 2>&1 &
 			timeout 60 incus admin waitready || ddie "incus: did not become ready (see /var/log/incus/incusd.log)"
 			;;
 		esac
