@@ -53,21 +53,11 @@ func (tb *Testbed) MoveRaw(ctx context.Context, name, to string) (*MoveResult, e
 		}
 		tb.CRIU = info.Path
 	}
-	unlock, err := tb.lock()
-	if errors.Is(err, errNoDir) {
-		return nil, errDown()
-	}
+	st, unlock, err := tb.lockUp()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, err := tb.load()
-	if err != nil {
-		return nil, err
-	}
-	if st == nil {
-		return nil, errDown()
-	}
 	w := st.workload(name)
 	if w == nil {
 		return nil, fmt.Errorf("%w: %q", errNoSuchWorkload, name)

@@ -86,21 +86,11 @@ func (p *Placement) DestHost() host.Host   { return p.tb.Host(p.dst.Name) }
 
 // withState runs f on the loaded state under the lock and saves it.
 func (tb *Testbed) withState(f func(*State) error) error {
-	unlock, err := tb.lock()
-	if errors.Is(err, errNoDir) {
-		return errDown()
-	}
+	st, unlock, err := tb.lockUp()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	st, err := tb.load()
-	if err != nil {
-		return err
-	}
-	if st == nil {
-		return errDown()
-	}
 	if err := f(st); err != nil {
 		return err
 	}

@@ -114,6 +114,27 @@ var errNoDir = errors.New("no testbed directory")
 // up creates the directory: the others find errNoDir.
 func (tb *Testbed) lock() (func(), error) { return tb.lockDir(false) }
 
+// lockUp takes the lock and loads the state of a testbed that is up; the
+// returned func releases the lock. A testbed that is down is errDown.
+func (tb *Testbed) lockUp() (*State, func(), error) {
+	unlock, err := tb.lock()
+	if errors.Is(err, errNoDir) {
+		return nil, nil, errDown()
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := tb.load()
+	if err == nil && st == nil {
+		err = errDown()
+	}
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return st, unlock, nil
+}
+
 func (tb *Testbed) lockDir(create bool) (func(), error) {
 	if !create {
 		if _, err := os.Stat(tb.Dir); errors.Is(err, fs.ErrNotExist) {

@@ -120,21 +120,11 @@ func orDash(s string) string {
 
 // Ps lists the workloads.
 func (tb *Testbed) Ps(ctx context.Context) (*PsList, error) {
-	unlock, err := tb.lock()
-	if errors.Is(err, errNoDir) {
-		return nil, errDown()
-	}
+	st, unlock, err := tb.lockUp()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, err := tb.load()
-	if err != nil {
-		return nil, err
-	}
-	if st == nil {
-		return nil, errDown()
-	}
 	l := &PsList{Workloads: []PsEntry{}}
 	for _, w := range st.Workloads {
 		prog := w.Zoo
@@ -190,21 +180,11 @@ const VerifyWait = 5 * time.Second
 // running is all verify can tell. A failed check is a result (OK false),
 // not an error.
 func (tb *Testbed) Verify(ctx context.Context, name string) (*VerifyResult, error) {
-	unlock, err := tb.lock()
-	if errors.Is(err, errNoDir) {
-		return nil, errDown()
-	}
+	st, unlock, err := tb.lockUp()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, err := tb.load()
-	if err != nil {
-		return nil, err
-	}
-	if st == nil {
-		return nil, errDown()
-	}
 	w := st.workload(name)
 	if w == nil {
 		return nil, withHint(fmt.Errorf("%w: %q", errNoSuchWorkload, name), "list them with `ferry testbed ps`")

@@ -72,21 +72,11 @@ func (tb *Testbed) Run(ctx context.Context, req RunRequest) (*Workload, error) {
 			return nil, withHint(usagef("unknown zoo workload %q", req.Zoo), "known: "+strings.Join(zoo.Names(), ", "))
 		}
 	}
-	unlock, err := tb.lock()
-	if errors.Is(err, errNoDir) {
-		return nil, errDown()
-	}
+	st, unlock, err := tb.lockUp()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, err := tb.load()
-	if err != nil {
-		return nil, err
-	}
-	if st == nil {
-		return nil, errDown()
-	}
 	h := st.host(req.Host)
 	if h == nil {
 		return nil, withHint(fmt.Errorf("no testbed host %q", req.Host), "hosts: "+strings.Join(st.hostNames(), ", "))
@@ -299,21 +289,11 @@ func (tb *Testbed) route(ctx context.Context, st *State, w *Workload) error {
 
 // Kill stops a workload, removes its routes and its rootfs.
 func (tb *Testbed) Kill(ctx context.Context, name string) error {
-	unlock, err := tb.lock()
-	if errors.Is(err, errNoDir) {
-		return errDown()
-	}
+	st, unlock, err := tb.lockUp()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	st, err := tb.load()
-	if err != nil {
-		return err
-	}
-	if st == nil {
-		return errDown()
-	}
 	w := st.workload(name)
 	if w == nil {
 		return withHint(fmt.Errorf("%w: %q", errNoSuchWorkload, name), "list them with `ferry testbed ps`")
