@@ -9,7 +9,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X $(PKG)/cmd.version=$(VERSION) -X $(PKG)/cmd.commit=$(COMMIT)
 FERRY   := bin/ferry
 
-.PHONY: all build deps test-deps demo test vet bench clean FORCE
+.PHONY: all build deps test-deps demo test fuzz vet bench clean FORCE
 
 all: build
 
@@ -38,9 +38,21 @@ vet:
 	$(GO) vet ./...
 
 # The full test suite. Tests that need root, CRIU or namespaces skip outside
-# CI only; with CI=true a missing prerequisite fails.
+# CI only; with CI=true a missing prerequisite fails. Then every fuzz target
+# for a short, bounded time (the seed corpora already ran as tests).
 test: test-deps build vet
 	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) fuzz
+
+FUZZTIME ?= 10s
+FUZZ_TARGETS := report/explain:FuzzExplain inspect:FuzzEntries inspect:FuzzReadPagemap inspect:FuzzGhostSize inspect:FuzzLoad
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t#*:}; \
+		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1x ./$$pkg/ || exit 1; \
+	done
 
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./...

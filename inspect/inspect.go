@@ -291,7 +291,9 @@ func (l *loader) loadFiles() error {
 		name := fmt.Sprintf("ghost-file-%d.img", r.GetRemapId())
 		b, err := l.d.need(name)
 		if err != nil {
-			return err
+			// Name the image that points there too: either may be the
+			// damaged one.
+			return fmt.Errorf("remap-fpath.img names ghost file %d: %w", r.GetRemapId(), err)
 		}
 		size, err := ghostSize(name, b)
 		if err != nil {
