@@ -346,11 +346,20 @@ func StartCounter(t testing.TB, c *lxc.Client, name string) {
 
 // Counter reads the counter's value.
 func Counter(ctx context.Context, c *lxc.Client, name string) (int, error) {
-	res, err := c.Exec(ctx, name, "cat", "/tmp/c")
-	if err != nil {
-		return 0, err
+	// The counter rewrites /tmp/c with `echo $i > /tmp/c`: a read between
+	// the truncation and the write sees an empty file. Read again then.
+	for try := 0; ; try++ {
+		res, err := c.Exec(ctx, name, "cat", "/tmp/c")
+		if err != nil {
+			return 0, err
+		}
+		v := strings.TrimSpace(string(res.Stdout))
+		if v == "" && try < 5 {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		return strconv.Atoi(v)
 	}
-	return strconv.Atoi(strings.TrimSpace(string(res.Stdout)))
 }
 
 // CounterCarriesOn returns a check that the counter is at least min and
