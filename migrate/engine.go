@@ -96,7 +96,6 @@ func (e *Engine) Checkpoint(ctx context.Context, op CheckpointOp) (*Journal, err
 		_ = run.Update(func(j *Journal) { j.Workload = req.Target.String() + " on " + hn + " (untouched)" })
 		return fail(StepPreflight, err)
 	}
-	before := criuTables(ctx, op.Host)
 	var res *CheckpointResult
 	err = run.Step(StepDump, hn, func(s *Step) error {
 		var err error
@@ -107,7 +106,9 @@ func (e *Engine) Checkpoint(ctx context.Context, op CheckpointOp) (*Journal, err
 		liftInto(s, run.Dir, err)
 		return err
 	})
-	cleanupErr := run.Step(StepCleanup, hn, func(s *Step) error { return dropCRIUTables(ctx, op.Host, before, s) })
+	cleanupErr := run.Step(StepCleanup, hn, func(s *Step) error {
+		return DropRunTables(ctx, op.Host, s, run.stepLog(StepDump))
+	})
 	if err != nil {
 		_ = run.Update(func(j *Journal) {
 			j.Workload = req.Target.String() + " on " + hn + " (still running: CRIU resumes a tree it failed to dump)"
@@ -159,7 +160,6 @@ func (e *Engine) Restore(ctx context.Context, op RestoreOp) (*Journal, error) {
 	if err := run.Step(StepPreflight, hn, func(s *Step) error { return hasImages(req.ImagesDir) }); err != nil {
 		return fail(StepPreflight, err)
 	}
-	before := criuTables(ctx, op.Host)
 	var res *RestoreResult
 	err = run.Step(StepRestore, hn, func(s *Step) error {
 		var err error
@@ -173,7 +173,9 @@ func (e *Engine) Restore(ctx context.Context, op RestoreOp) (*Journal, error) {
 		liftInto(s, run.Dir, err)
 		return err
 	})
-	_ = run.Step(StepCleanup, hn, func(s *Step) error { return dropCRIUTables(ctx, op.Host, before, s) })
+	_ = run.Step(StepCleanup, hn, func(s *Step) error {
+		return DropRunTables(ctx, op.Host, s, run.stepLog(StepRestore))
+	})
 	if err != nil {
 		_ = run.Update(func(j *Journal) { j.Workload = "images in " + req.ImagesDir + " (not restored)" })
 		return fail(StepRestore, err)

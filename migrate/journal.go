@@ -266,6 +266,21 @@ func (r *Run) Step(name, host string, fn StepFunc) error {
 	return err
 }
 
+// stepLog is the path of the CRIU log of the last step named name ("" when
+// it has none).
+func (r *Run) stepLog(name string) string {
+	j := r.Journal()
+	for i := len(j.Steps) - 1; i >= 0; i-- {
+		if s := j.Steps[i]; s.Name == name && s.Log != "" {
+			if filepath.IsAbs(s.Log) {
+				return s.Log
+			}
+			return filepath.Join(r.Dir, s.Log)
+		}
+	}
+	return ""
+}
+
 // Skip records a step that was not run, and why.
 func (r *Run) Skip(name, host, why string) error {
 	return r.Update(func(j *Journal) {

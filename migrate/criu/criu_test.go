@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/internal/testenv"
 	"github.com/ferry-migrate/ferry/migrate"
 )
@@ -124,6 +125,10 @@ func TestRestorePidClash(t *testing.T) {
 
 	w := startTree(t)
 	dir := t.TempDir()
+	// A dump that leaves the tree running may leave CRIU's lock table.
+	t.Cleanup(func() {
+		_ = migrate.DropRunTables(ctx, host.Local{}, nil, filepath.Join(dir, DumpLog), filepath.Join(dir, RestoreLog))
+	})
 	if _, err := d.Checkpoint(ctx, migrate.CheckpointRequest{
 		Target: migrate.Target{Kind: migrate.KindPID, PID: w.Process.Pid}, ImagesDir: dir, LeaveRunning: true,
 	}); err != nil {
