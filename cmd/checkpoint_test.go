@@ -3,7 +3,6 @@ package cmd
 import (
 	"context"
 	"encoding/json"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,16 +36,9 @@ func TestCheckpointRestoreCommands(t *testing.T) {
 	testenv.CRIU(t)
 	t.Setenv("FERRY_RUNS", t.TempDir())
 	// Restored trees are orphaned when CRIU exits: adopt and reap them.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Fatal(err)
-	}
+	testenv.BecomeSubreaper(t)
 
-	w := exec.Command("sleep", "1000")
-	w.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w.Process.Kill(); _, _ = w.Process.Wait() })
+	w := testenv.StartDumpable(t, "sleep", "1000")
 	pid := w.Process.Pid
 	dir := filepath.Join(t.TempDir(), "ckpt")
 

@@ -11,10 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/ferry-migrate/ferry/collect"
 	"github.com/ferry-migrate/ferry/internal/exit"
@@ -35,15 +32,8 @@ func TestCollectFailedRestore(t *testing.T) {
 	testenv.CRIU(t)
 	runs := t.TempDir()
 	t.Setenv("FERRY_RUNS", runs)
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	w := exec.Command("sleep", "1000")
-	w.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w.Process.Kill(); _, _ = w.Process.Wait() })
+	testenv.BecomeSubreaper(t)
+	w := testenv.StartDumpable(t, "sleep", "1000")
 	dir := filepath.Join(t.TempDir(), "ckpt")
 
 	var cj migrate.Journal

@@ -5,11 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -214,12 +212,7 @@ func TestInspectCheckpointRun(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.CRIU(t)
 	t.Setenv("FERRY_RUNS", t.TempDir())
-	w := exec.Command("sleep", "1000")
-	w.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w.Process.Kill(); _, _ = w.Process.Wait() })
+	w := testenv.StartDumpable(t, "sleep", "1000")
 	dir := filepath.Join(t.TempDir(), "ckpt")
 	var j migrate.Journal
 	if code, stderr := runJSON(t, &j, "checkpoint", "pid:"+strconv.Itoa(w.Process.Pid), "--dir", dir); code != exit.OK {

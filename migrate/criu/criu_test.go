@@ -29,13 +29,7 @@ func TestMain(m *testing.M) {
 // startTree starts a dumpable process: its own session, stdio on /dev/null.
 func startTree(t *testing.T) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command("sleep", "1000")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
-	return cmd
+	return testenv.StartDumpable(t, "sleep", "1000")
 }
 
 func alive(pid int) bool {
