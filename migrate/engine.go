@@ -79,9 +79,7 @@ func (e *Engine) Checkpoint(ctx context.Context, op CheckpointOp) (*Journal, err
 	req.LogDir = run.Dir
 	hn := op.Host.Name()
 	fail := func(step string, err error) (*Journal, error) {
-		_ = run.Finish(RunFailed, err)
-		j := run.Journal()
-		return &j, &OpError{Op: "checkpoint " + req.Target.String(), RunID: run.ID(), RunDir: run.Dir, Step: step, Err: err}
+		return run.end(RunFailed, "checkpoint "+req.Target.String(), step, err)
 	}
 
 	if err := run.Step(StepPreflight, hn, func(s *Step) error {
@@ -126,9 +124,7 @@ func (e *Engine) Checkpoint(ctx context.Context, op CheckpointOp) (*Journal, err
 	if cleanupErr != nil {
 		return fail(StepCleanup, cleanupErr)
 	}
-	_ = run.Finish(RunOK, nil)
-	j := run.Journal()
-	return &j, nil
+	return run.end(RunOK, "", "", nil)
 }
 
 // RestoreOp is one restore.
@@ -153,9 +149,7 @@ func (e *Engine) Restore(ctx context.Context, op RestoreOp) (*Journal, error) {
 	req.LogDir = run.Dir
 	hn := op.Host.Name()
 	fail := func(step string, err error) (*Journal, error) {
-		_ = run.Finish(RunFailed, err)
-		j := run.Journal()
-		return &j, &OpError{Op: "restore " + req.ImagesDir, RunID: run.ID(), RunDir: run.Dir, Step: step, Err: err}
+		return run.end(RunFailed, "restore "+req.ImagesDir, step, err)
 	}
 	if err := run.Step(StepPreflight, hn, func(s *Step) error { return hasImages(req.ImagesDir) }); err != nil {
 		return fail(StepPreflight, err)
@@ -193,9 +187,7 @@ func (e *Engine) Restore(ctx context.Context, op RestoreOp) (*Journal, error) {
 		j.Target = fmt.Sprintf("pid:%d", res.PID)
 		j.Workload = fmt.Sprintf("pid:%d on %s", res.PID, hn)
 	})
-	_ = run.Finish(RunOK, nil)
-	j := run.Journal()
-	return &j, nil
+	return run.end(RunOK, "", "", nil)
 }
 
 // liftInto records a driver failure's log and lifted lines in its step.

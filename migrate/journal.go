@@ -300,6 +300,17 @@ func (r *Run) Finish(result string, err error) error {
 	})
 }
 
+// end finishes the run with result and returns its journal; a failed
+// step's err comes back as an *OpError naming op, the run and the step.
+func (r *Run) end(result, op, step string, err error) (*Journal, error) {
+	_ = r.Finish(result, err)
+	j := r.Journal()
+	if err == nil {
+		return &j, nil
+	}
+	return &j, &OpError{Op: op, RunID: r.ID(), RunDir: r.Dir, Step: step, Err: err}
+}
+
 // save writes journal.json atomically (temp file + rename).
 func (r *Run) save() error {
 	r.mu.Lock()

@@ -128,9 +128,7 @@ func (e *Engine) Migrate(ctx context.Context, op MigrateOp) (*Journal, error) {
 				})
 			}
 		}
-		_ = run.Finish(result, cause)
-		j := run.Journal()
-		return &j, &OpError{Op: "migrate " + op.Target.String() + " to " + dst, RunID: run.ID(), RunDir: run.Dir, Step: step, Err: cause}
+		return run.end(result, "migrate "+op.Target.String()+" to "+dst, step, cause)
 	}
 	interrupted := func() error {
 		if err := ctx.Err(); err != nil {
@@ -256,9 +254,7 @@ func (e *Engine) Migrate(ctx context.Context, op MigrateOp) (*Journal, error) {
 		j.Stats = &stats
 		j.Workload = fmt.Sprintf("%s on %s (pid %d)", op.Target, dst, targetPID)
 	})
-	_ = run.Finish(RunOK, nil)
-	j := run.Journal()
-	return &j, nil
+	return run.end(RunOK, "", "", nil)
 }
 
 // ModeError is a migration mode ferry will not run here.
