@@ -24,42 +24,14 @@ FERRY_STATE=${FERRY_STATE_DIR:-/var/lib/ferry}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 APT_LOCK=(-o DPkg::Lock::Timeout=600)
 
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 dlog() { printf 'daemons: %s\n' "$*" >&2; }
 ddie() { printf 'daemons: error: %s\n' "$*" >&2; exit 1; }
 
-# dquiet CMD...: output shown only on failure (FERRY_VERBOSE=1: always).
-dquiet() {
-	local out rc=0
-	if [ "${FERRY_VERBOSE:-0}" = 1 ]; then
-		"$@" >&2
-		return
-	fi
-	out=$(mktemp)
-	"$@" >"$out" 2>&1 || rc=$?
-	if [ $rc != 0 ]; then
-		dlog "failed ($rc): $*"
-		tail -n 40 "$out" | sed 's/^/    /' >&2
-	fi
-	rm -f "$out"
-	return $rc
-}
-
-dpkg_installed() {
-	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
-}
-
-# Package scripts must not start daemons: there is no init system here.
-with_policy_rc() {
-	local made=0 rc=0
-	if [ ! -e /usr/sbin/policy-rc.d ]; then
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod 755 /usr/sbin/policy-rc.d
-		made=1
-	fi
-	"$@" || rc=$?
-	[ $made = 0 ] || rm -f /usr/sbin/policy-rc.d
-	return $rc
-}
+# dquiet CMD...: CMD's output shown only when it fails (see lib.sh).
+dquiet() { quiet_as daemons "$@"; }
 
 # ---------------------------------------------------------------------------
 # install
@@ -67,7 +39,7 @@ with_policy_rc() {
 
 # Debian 12's lxd 5.0.2; iptables because LXD's firewall code wants it.
 install_lxd() {
-	if dpkg_installed lxd && dpkg_installed lxd-client && dpkg_installed iptables; then
+	if pkg_installed lxd && pkg_installed lxd-client && pkg_installed iptables; then
 		dlog "lxd: already installed ($(dpkg-query -W -f='${Version}' lxd))"
 		return 0
 	fi
@@ -86,7 +58,7 @@ install_lxd() {
 # packages as installed, with no candidate, which is what we want: nothing
 # else on the machine gets upgraded from backports).
 install_incus() {
-	if dpkg_installed incus-base && dpkg_installed incus-client; then
+	if pkg_installed incus-base && pkg_installed incus-client; then
 		dlog "incus: already installed ($(dpkg-query -W -f='${Version}' incus-base))"
 		return 0
 	fi

@@ -60,26 +60,14 @@ export LC_ALL=C
 # Commands from sbin are needed below even when the caller's PATH lacks them.
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}"
 
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 die() { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
 
-# quiet CMD...: runs CMD with its output kept aside, shown (the last 40
-# lines) only when it fails; FERRY_VERBOSE=1 shows it all as it comes.
-quiet() {
-	local out rc=0
-	if [ "${FERRY_VERBOSE:-0}" = 1 ]; then
-		"$@" >&2
-		return
-	fi
-	out=$(mktemp)
-	"$@" >"$out" 2>&1 || rc=$?
-	if [ $rc != 0 ]; then
-		log "failed ($rc): $*"
-		tail -n 40 "$out" | sed 's/^/    /' >&2
-	fi
-	rm -f "$out"
-	return $rc
-}
+# quiet CMD...: CMD's output shown only when it fails (see lib.sh).
+quiet() { quiet_as install-deps "$@"; }
 
 # retry CMD...: network steps get three tries, 5 s apart.
 retry() {
@@ -118,10 +106,6 @@ parse_args() {
 # 1. Debian packages of the system's own suite
 # ---------------------------------------------------------------------------
 
-pkg_installed() {
-	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
-}
-
 # Prints the packages of APT_PACKAGES that are not installed.
 missing_apt_packages() {
 	local entry
@@ -131,31 +115,20 @@ missing_apt_packages() {
 }
 
 install_apt_packages() {
-	local missing policy_rc_made=0
+	local missing
 	mapfile -t missing < <(missing_apt_packages)
 	if [ ${#missing[@]} -eq 0 ]; then
 		log "apt: all ${#APT_PACKAGES[@]} packages already installed"
 		return 0
 	fi
 	log "apt: installing ${missing[*]}"
-	# Do not start daemons (sshd) from package scripts: there is no init
-	# system to supervise them here; ferry starts what it needs itself.
-	if [ ! -e /usr/sbin/policy-rc.d ]; then
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod 755 /usr/sbin/policy-rc.d
-		policy_rc_made=1
-		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-	fi
 	retry quiet apt-get update </dev/null ||
 		die "apt: apt-get update failed"
-	quiet apt-get install -y --no-install-recommends \
+	# sshd and friends are not started by their package scripts.
+	with_policy_rc quiet apt-get install -y --no-install-recommends \
 		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
 		"${missing[@]}" </dev/null ||
 		die "apt: apt-get install failed"
-	if [ $policy_rc_made = 1 ]; then
-		rm -f /usr/sbin/policy-rc.d
-		trap - EXIT
-	fi
 	mapfile -t missing < <(missing_apt_packages)
 	[ ${#missing[@]} -eq 0 ] || die "apt: still missing after install: ${missing[*]}"
 }
