@@ -43,6 +43,9 @@ type MigrateOptions struct {
 	Mode     string
 	Force    bool
 	NoReport bool
+	// SkipCheck leaves out the compatibility check (CRIU is still
+	// checked on both ends): ferry soak checks its hosts once up front.
+	SkipCheck bool
 }
 
 func newMigrateCmd(f *Factory, runF func(context.Context, *MigrateOptions) error) *cobra.Command {
@@ -95,6 +98,7 @@ processes carried on and collects the target's CRIU logs.`,
 	fl.StringVar(&opts.Mode, "mode", migrate.ModeStopCopy, "stop-copy or page-server")
 	fl.BoolVar(&opts.Force, "force", false, "migrate even when the compatibility check finds blockers")
 	fl.BoolVar(&opts.NoReport, "no-report", false, "on failure, do not gather the bug-report bundle")
+	fl.BoolVar(&opts.SkipCheck, "skip-check", false, "skip the compatibility check between the hosts (CRIU is still checked on both)")
 	_ = c.MarkFlagRequired("to")
 	return c
 }
@@ -195,6 +199,9 @@ func migrateRun(ctx context.Context, opts *MigrateOptions) error {
 		Preflight: func(ctx context.Context) error {
 			if err := criuOnBothEnds(ctx, info.Path, p.SourceHost(), p.DestHost()); err != nil {
 				return err
+			}
+			if opts.SkipCheck {
+				return nil
 			}
 			return compatible(ctx, info.Path, p.SourceHost(), p.DestHost(), opts.Force, opts.IO)
 		},
