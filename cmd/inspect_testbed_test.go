@@ -35,10 +35,10 @@ func TestInspectZoo(t *testing.T) {
 		if code, _, errOut := ferry("testbed", "verify", name); code != 0 {
 			t.Fatalf("verify %s: %s", name, errOut)
 		}
-		if code, out, errOut := ferry("migrate", "testbed:"+name, "--to", "testbed:"+h2); code != exit.OK {
+		if code, out, errOut := ferry("migrate", "testbed:"+name, "--to", "testbed:"+h2, "--keep-images"); code != exit.OK {
 			t.Fatalf("migrate %s: exit %d\n%s%s", name, code, out, errOut)
 		}
-		dirs, _ := filepath.Glob(filepath.Join(os.Getenv(testbed.DirEnv), "images", name+"-1-*", "src"))
+		dirs, _ := filepath.Glob(filepath.Join(os.Getenv(testbed.DirEnv), "images", name+"-1-*"))
 		if len(dirs) != 1 {
 			t.Fatalf("images of %s: %v", name, dirs)
 		}

@@ -46,6 +46,8 @@ type MigrateOptions struct {
 	// SkipCheck leaves out the compatibility check (CRIU is still
 	// checked on both ends): ferry soak checks its hosts once up front.
 	SkipCheck bool
+	// KeepImages keeps a testbed move's images after it succeeded.
+	KeepImages bool
 }
 
 func newMigrateCmd(f *Factory, runF func(context.Context, *MigrateOptions) error) *cobra.Command {
@@ -99,6 +101,7 @@ processes carried on and collects the target's CRIU logs.`,
 	fl.BoolVar(&opts.Force, "force", false, "migrate even when the compatibility check finds blockers")
 	fl.BoolVar(&opts.NoReport, "no-report", false, "on failure, do not gather the bug-report bundle")
 	fl.BoolVar(&opts.SkipCheck, "skip-check", false, "skip the compatibility check between the hosts (CRIU is still checked on both)")
+	fl.BoolVar(&opts.KeepImages, "keep-images", false, "testbed: keep the CRIU images after a successful move (for ferry inspect)")
 	_ = c.MarkFlagRequired("to")
 	return c
 }
@@ -188,7 +191,7 @@ func migrateRun(ctx context.Context, opts *MigrateOptions) error {
 	if err != nil {
 		return err
 	}
-	p.Lift = opts.Lift
+	p.Lift, p.KeepImages = opts.Lift, opts.KeepImages
 	opts.Engine.OnStep = stepPrinter(opts.IO, p.ProgressDir)
 	agentArgv := []string{tb.Exe, "agent", "--stdio", "--criu", info.Path}
 	src := &agent.Driver{Host: p.SourceHost(), Argv: agentArgv, Label: "criu"}

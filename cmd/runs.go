@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/internal/output"
 	"github.com/ferry-migrate/ferry/migrate"
+	"github.com/ferry-migrate/ferry/testbed"
 )
 
 // RunsOptions are the inputs of `ferry runs` and `ferry runs show`.
@@ -53,7 +55,10 @@ every CRIU log of the run ($FERRY_RUNS, /var/lib/ferry/runs for root).`,
 the machine rebooted) or whose rollback failed: a process tree left stopped
 is continued, CRIU's leftover network-lock tables are removed, and a tree
 that is gone is restored from the run's images when its dump finished.
-A run that ended cleanly has nothing to recover (exit 0).`,
+A testbed move is finished (the workload was already adopted on the
+target: the stopped source goes) or undone (the source continues, or is
+restored from its images when its TCP sockets were left in repair mode,
+and the target is cleaned). A run that ended cleanly has nothing to recover (exit 0).`,
 		Example: `  ferry runs recover 20261129T190501-checkpoint-a1b2c3`,
 		Args:    usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -70,7 +75,18 @@ func runsRecoverRun(ctx context.Context, f *Factory, opts *RunsOptions) error {
 		return err
 	}
 	e := &migrate.Engine{Store: opts.Store, Now: f.Now}
-	j, err := e.Recover(ctx, opts.ID, migrate.Recovery{Host: host.Local{}, Driver: d})
+	rec := migrate.Recovery{Host: host.Local{}, Driver: d}
+	if j, lerr := opts.Store.Load(opts.ID); lerr == nil && strings.HasPrefix(j.Target, migrate.KindTestbed+":") {
+		tb, err := testbed.FromEnv(f.Getenv)
+		if err != nil {
+			return err
+		}
+		tb.CRIU = d.Path
+		rec.Resume = func(ctx context.Context, j *migrate.Journal) (string, error) {
+			return tb.RecoverMove(ctx, opts.Store.RunDir(j.ID))
+		}
+	}
+	j, err := e.Recover(ctx, opts.ID, rec)
 	var nothing *migrate.NothingToRecoverError
 	if errors.As(err, &nothing) {
 		fmt.Fprintln(opts.IO.ErrOut, nothing.Error())

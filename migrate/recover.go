@@ -19,9 +19,10 @@ const RunRecovered = "recovered"
 type Recovery struct {
 	Host   host.Host
 	Driver Driver
-	// Resume, when set, is the runtime's own way to resume a source left
-	// stopped by an interrupted migration (the testbed's placement).
-	Resume func(ctx context.Context, j *Journal) error
+	// Resume, when set, is the runtime's own way to finish or undo an
+	// interrupted migration (the testbed's placement); it returns where
+	// the workload runs.
+	Resume func(ctx context.Context, j *Journal) (string, error)
 }
 
 // NothingToRecoverError says the run ended cleanly.
@@ -78,10 +79,7 @@ func (e *Engine) recover(ctx context.Context, run *Run, j *Journal, rec Recovery
 		}
 	}()
 	if rec.Resume != nil {
-		if err := rec.Resume(ctx, j); err != nil {
-			return "", err
-		}
-		return j.Target + " on " + j.Source + " (resumed)", nil
+		return rec.Resume(ctx, j)
 	}
 	t, err := ParseTarget(j.Target)
 	if err != nil || t.Kind != KindPID {

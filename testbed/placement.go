@@ -28,6 +28,9 @@ type Placement struct {
 	mode string
 	// Lift picks the lines of a CRIU log that explain a failure.
 	Lift func(string) []string
+	// KeepImages keeps the images after a successful move (for ferry
+	// inspect); by default Commit removes them.
+	KeepImages bool
 
 	name     string
 	w        Workload // the workload as it was on the source
@@ -68,9 +71,11 @@ func (tb *Testbed) Placement(ctx context.Context, name, to, mode string) (*Place
 			return withHint(fmt.Errorf("workload %s (pid %d) is not running", name, w.Pid), "see `ferry testbed ps`; a lost run can be inspected with `ferry runs`")
 		}
 		stamp := time.Now().UTC().Format("20060102T150405.000")
-		base := filepath.Join(tb.Dir, "images", fmt.Sprintf("%s-%d-%s", name, w.Moves+1, stamp))
+		dir := fmt.Sprintf("%s-%d-%s", name, w.Moves+1, stamp)
+		// The dump writes on the source's side, the target reads from
+		// its own: a full disk on the target shows where it would.
 		p = &Placement{tb: tb, mode: mode, name: name, w: *w, src: *src, dst: *dst,
-			imgSrc: filepath.Join(base, "src"), imgDst: filepath.Join(base, "dst"),
+			imgSrc: filepath.Join(tb.Dir, "images", dir), imgDst: filepath.Join(dst.Root, "images", dir),
 			dstRoot: filepath.Join(dst.Root, "rootfs", name)}
 		if _, err := os.Lstat(p.dstRoot); err == nil {
 			return fmt.Errorf("%s already has a rootfs %s", dst.Name, p.dstRoot)
@@ -110,6 +115,13 @@ func (p *Placement) Prepare(ctx context.Context, runDir string) (migrate.Restore
 			return migrate.RestoreRequest{}, err
 		}
 	}
+	if p.mode == migrate.ModePageServer {
+		p.psPidFile = filepath.Join(p.imgDst, "page-server.pid")
+	}
+	// What `ferry runs recover` needs if this ferry dies mid-move.
+	if err := p.save(runDir); err != nil {
+		return migrate.RestoreRequest{}, err
+	}
 	// The restored workload must go on from its last status.
 	if s, err := zoo.ReadStatus(filepath.Join(p.w.Rootfs, zoo.StatusFile)); err == nil && p.w.Zoo != "" && s.OK && s.Counter > p.w.Counter {
 		p.w.Counter = s.Counter
@@ -122,7 +134,6 @@ func (p *Placement) Prepare(ctx context.Context, runDir string) (migrate.Restore
 	}
 	if p.mode == migrate.ModePageServer {
 		port := 27000 + p.w.ID%1000
-		p.psPidFile = filepath.Join(p.imgDst, "page-server.pid")
 		_, err := p.DestHost().Run(ctx, []string{p.tb.CRIU, "page-server", "-D", p.imgDst,
 			"--address", p.dst.Addr, "--port", strconv.Itoa(port), "-d", "--pidfile", p.psPidFile,
 			"-o", filepath.Join(runDir, "page-server.log"), "-v4"}, host.RunOptions{Timeout: 30 * time.Second})
@@ -244,6 +255,9 @@ func (p *Placement) KillTarget(ctx context.Context, pid int) error {
 		}
 	}
 	os.RemoveAll(p.dstRoot)
+	if !p.resumeNeedsDst() {
+		os.RemoveAll(p.imgDst)
+	}
 	if !p.moved {
 		return nil
 	}
@@ -278,8 +292,9 @@ func (p *Placement) Resume(ctx context.Context) error {
 	}
 	// Restore on the source from complete images.
 	imgs := p.imgSrc
-	if p.transferred {
+	if p.resumeNeedsDst() {
 		imgs = p.imgDst
+		defer os.RemoveAll(p.imgDst)
 	} else if p.ps != nil {
 		return fmt.Errorf("cannot resume %s: its TCP sockets are in repair mode and its pages went to %s's page server", p.name, p.dst.Name)
 	}
@@ -310,6 +325,17 @@ func (p *Placement) Resume(ctx context.Context) error {
 		p.w.Pid = lr.Pid
 		return p.tb.route(ctx, st, w)
 	})
+}
+
+// resumeNeedsDst reports whether Resume must restore the source from the
+// target's copy of the images: a tree with TCP connections whose pages went
+// to the page server. KillTarget keeps that copy for it.
+func (p *Placement) resumeNeedsDst() bool {
+	if !p.transferred {
+		return false
+	}
+	tcp, _ := filepath.Glob(filepath.Join(p.imgSrc, "tcp-stream-*.img"))
+	return len(tcp) > 0
 }
 
 // dropLink deletes the workload's host-side link on h and waits until it
@@ -351,6 +377,12 @@ func (p *Placement) Commit(ctx context.Context, _ int) error {
 	}
 	_, _ = deleteCRIUTables(ctx, p.SourceHost())
 	os.RemoveAll(p.w.Rootfs)
+	// The images served their purpose; the run directory keeps the logs
+	// and stats. A soak would otherwise fill the disk.
+	if !p.KeepImages {
+		os.RemoveAll(p.imgSrc)
+		os.RemoveAll(p.imgDst)
+	}
 	return p.tb.withState(func(st *State) error {
 		if w := st.workload(p.name); w != nil {
 			w.Moves++

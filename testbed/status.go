@@ -87,6 +87,7 @@ type PsEntry struct {
 	Program string `json:"program"`
 	Net     string `json:"net"`
 	Addr    string `json:"addr"`
+	Veth    string `json:"veth,omitempty"`
 	Pid     int    `json:"pid"`
 	Running bool   `json:"running"`
 	Moves   int    `json:"moves"`
@@ -132,7 +133,7 @@ func (tb *Testbed) Ps(ctx context.Context) (*PsList, error) {
 			prog = strings.Join(w.Argv, " ")
 		}
 		l.Workloads = append(l.Workloads, PsEntry{
-			Name: w.Name, Host: w.Host, Program: prog, Net: w.Net, Addr: w.Addr, Pid: w.Pid,
+			Name: w.Name, Host: w.Host, Program: prog, Net: w.Net, Addr: w.Addr, Veth: w.Veth, Pid: w.Pid,
 			Running: alive(w.Pid, w.StartTime), Moves: w.Moves, Rootfs: w.Rootfs,
 		})
 	}

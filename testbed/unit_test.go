@@ -130,7 +130,7 @@ func TestJSONFields(t *testing.T) {
 	}{
 		{Status{}, []string{"dir", "hosts", "up", "workloads"}},
 		{HostStatus{}, []string{"addr", "name", "netns", "port", "present", "root", "workloads"}},
-		{PsEntry{}, []string{"addr", "host", "moves", "name", "net", "pid", "program", "rootfs", "running"}},
+		{PsEntry{Veth: "v"}, []string{"addr", "host", "moves", "name", "net", "pid", "program", "rootfs", "running", "veth"}},
 		{VerifyResult{}, []string{"counter", "detail", "host", "name", "ok", "previous", "problems", "running"}},
 		{DownReport{}, []string{"netns", "nft_tables", "processes", "workloads"}},
 		{MoveResult{}, []string{"copy_ns", "dump_log", "dump_ns", "fell_back", "from", "images", "name", "nft_tables", "pid", "restore_log", "restore_ns", "to"}},
