@@ -106,6 +106,8 @@ type Summary struct {
 	WorkloadsLost  int               `json:"workloads_lost"`
 	MovesPerMinute float64           `json:"moves_per_minute"`
 	Workloads      []WorkloadSummary `json:"workloads"`
+	// Seed drew the random fault iterations: --seed repeats them.
+	Seed uint64 `json:"seed,omitempty"`
 	// Stopped says why the soak ended before its planned end (a failure
 	// without --keep-going, an interrupt).
 	Stopped string `json:"stopped,omitempty"`

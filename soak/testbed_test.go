@@ -18,7 +18,7 @@ import (
 
 // newTestbedBed brings up a testbed of its own with specs and returns a
 // bed over it; the testbed goes down when the test ends.
-func newTestbedBed(t *testing.T, prefix string, specs []WorkloadSpec) *TestbedBed {
+func newTestbedBed(t testing.TB, prefix string, specs []WorkloadSpec) *TestbedBed {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip", "nsenter", "nft", "mount")
