@@ -89,3 +89,20 @@ func soakFixture() *Result {
 	}, recs)
 	return &Result{Summary: s, Records: recs}
 }
+
+// lostFixture is soakFixture with a sixth iteration in which web, killed
+// mid-dump, verifies on no host.
+func lostFixture() *Result {
+	res := soakFixture()
+	res.Records = append(res.Records, Record{
+		Iteration: 6, Workload: "web", From: "tb2", To: "tb1", Mode: "page-server", Fault: FaultKillMidDump,
+		Outcome: OutcomeLost, RunID: "run-web-6", Exit: 4, Start: t0.Add(36 * time.Second), Duration: ms(900),
+		Error:  "workload web verifies on no host:\n  tb1: not found\n  tb2: frozen",
+		Bundle: "/var/lib/ferry/bundles/ferry-bug-run-web-6.tar.gz",
+		Note:   "ferry killed with SIGKILL while CRIU dumped",
+	})
+	res.Summary.Iterations, res.Summary.Stopped = 6, "workload web lost"
+	res.Summary.Ended = t0.Add(37 * time.Second)
+	res.Summary = Summarize(res.Summary, res.Records)
+	return res
+}

@@ -3,19 +3,10 @@ package soak
 import (
 	"bytes"
 	"testing"
-	"time"
 )
 
 func TestWriteText(t *testing.T) {
-	lost := soakFixture()
-	lost.Records = append(lost.Records, Record{
-		Iteration: 6, Workload: "web", From: "tb2", To: "tb1", Mode: "page-server", Fault: FaultKillMidDump,
-		Outcome: OutcomeLost, RunID: "run-web-6", Exit: 4, Start: t0.Add(36 * time.Second), Duration: ms(900),
-		Error:  "workload web verifies on no host:\n  tb1: not found\n  tb2: frozen",
-		Bundle: "/var/lib/ferry/bundles/ferry-bug-run-web-6.tar.gz",
-	})
-	lost.Summary.Iterations, lost.Summary.Stopped = 6, "workload web lost"
-	lost.Summary = Summarize(lost.Summary, lost.Records)
+	lost := lostFixture()
 
 	clean := soakFixture()
 	clean.Records = []Record{clean.Records[0], clean.Records[1], clean.Records[3]}
