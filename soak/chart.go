@@ -123,17 +123,16 @@ func distributionChart(r *Result, workloads []string) (chart, *plot.Plot, error)
 	p := plot.New()
 	p.Y.Label.Text = "downtime (ms)"
 	p.Add(plotter.NewGrid())
-	values := map[string]plotter.Values{}
-	for _, rec := range r.Records {
-		if rec.Downtime > 0 {
-			values[rec.Workload] = append(values[rec.Workload], msFloat(rec.Downtime))
-		}
-	}
+	downtimes := downtimesOf(r.Records)
 	for i, wl := range workloads {
-		if len(values[wl]) == 0 {
+		if len(downtimes[wl]) == 0 {
 			continue
 		}
-		b, err := plotter.NewBoxPlot(vg.Points(28), float64(i), values[wl])
+		values := make(plotter.Values, len(downtimes[wl]))
+		for j, d := range downtimes[wl] {
+			values[j] = msFloat(d)
+		}
+		b, err := plotter.NewBoxPlot(vg.Points(28), float64(i), values)
 		if err != nil {
 			return c, nil, err
 		}
@@ -143,7 +142,7 @@ func distributionChart(r *Result, workloads []string) (chart, *plot.Plot, error)
 	if len(workloads) > 0 {
 		p.NominalX(labels(workloads)...)
 	}
-	if len(values) == 0 {
+	if len(downtimes) == 0 {
 		c.Empty = "No move completed: there is no downtime distribution."
 	}
 	return c, p, nil

@@ -60,7 +60,7 @@ func WriteMetrics(w io.Writer, r *Result) error {
 	outcomes := []string{OutcomeOK, OutcomeSurvived, OutcomeFailed, OutcomeLost}
 	workloads := workloadNames(r)
 	byOutcome := map[[2]string]int{}
-	downtimes := map[string][]time.Duration{}
+	downtimes := downtimesOf(r.Records)
 	faults := append([]string(nil), AllFaults...)
 	known := map[string]bool{}
 	for _, f := range AllFaults {
@@ -70,9 +70,6 @@ func WriteMetrics(w io.Writer, r *Result) error {
 	byFault := map[[2]string]int{}
 	for _, rec := range r.Records {
 		byOutcome[[2]string{rec.Workload, rec.Outcome}]++
-		if rec.Downtime > 0 {
-			downtimes[rec.Workload] = append(downtimes[rec.Workload], rec.Downtime)
-		}
 		if rec.Fault != "" {
 			byFault[[2]string{rec.Fault, rec.Outcome}]++
 			if !known[rec.Fault] {
@@ -148,6 +145,18 @@ func workloadNames(r *Result) []string {
 		add(rec.Workload)
 	}
 	return names
+}
+
+// downtimesOf returns the downtimes of the completed moves (Downtime > 0,
+// as Summarize counts them) of each workload.
+func downtimesOf(records []Record) map[string][]time.Duration {
+	d := map[string][]time.Duration{}
+	for _, rec := range records {
+		if rec.Downtime > 0 {
+			d[rec.Workload] = append(d[rec.Workload], rec.Downtime)
+		}
+	}
+	return d
 }
 
 type metricWriter struct{ w io.Writer }

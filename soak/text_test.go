@@ -3,7 +3,12 @@ package soak
 import (
 	"bytes"
 	"testing"
+
+	"github.com/ferry-migrate/ferry/internal/output"
 )
+
+// internal/output prints a Result in text through WriteText.
+var _ output.Texter = (*Result)(nil)
 
 func TestWriteText(t *testing.T) {
 	lost := lostFixture()
