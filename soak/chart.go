@@ -86,7 +86,12 @@ func downtimeChart(r *Result, workloads []string) (chart, *plot.Plot, error) {
 			lines = append(lines, label(wl), points[wl])
 		}
 	}
-	if err := plotutil.AddLinePoints(p, lines...); err != nil {
+	// Past a few dozen moves a glyph on every point hides the lines.
+	add := plotutil.AddLinePoints
+	if maxIter > 60 {
+		add = plotutil.AddLines
+	}
+	if err := add(p, lines...); err != nil {
 		return c, nil, err
 	}
 	if len(failed) > 0 {

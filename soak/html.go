@@ -13,9 +13,9 @@ import (
 var reportTemplate string
 
 var reportTmpl = template.Must(template.New("soak").Funcs(template.FuncMap{
-	"ms":      millis,
-	"seconds": func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) },
-	"join":    strings.Join,
+	"ms":   millis,
+	"took": func(d time.Duration) string { return d.Round(time.Second).String() },
+	"join": strings.Join,
 	"when": func(t time.Time) string {
 		if t.IsZero() {
 			return "-"

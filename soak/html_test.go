@@ -65,7 +65,7 @@ func TestWriteHTML(t *testing.T) {
 		not  []string
 	}{
 		{"a failed move", soakFixture(), []string{
-			`<p class="verdict bad">Failed: 1 failed move</p>`,
+			`<p class="verdict bad">Failed: 1 failed move</p>`, `<tr><th>took</th><td>36s</td></tr>`,
 			`<tr class="workload"><td>web</td><td class="num">5</td><td class="num">3</td><td class="num">0</td><td class="num">2</td><td>no</td><td class="num">388</td><td class="num">540</td><td class="num">540</td><td class="num">413</td></tr>`,
 			`<a class="bundle" href="bundles/ferry-bug-run-counter-3.tar.gz">bundles/ferry-bug-run-counter-3.tar.gz</a>`,
 			`<pre class="lifted">(00.062949) Error (criu/cr-restore.c:1237): Can&#39;t fork for 27407: File exists` + "\n(00.063253)",
