@@ -83,7 +83,7 @@ func WriteJUnit(w io.Writer, r *Result) error {
 	}
 	var total time.Duration
 	index := map[string]int{}
-	durations := map[string]time.Duration{}
+	var durations []time.Duration // of each suite
 	for _, rec := range r.Records {
 		i, ok := index[rec.Workload]
 		if !ok {
@@ -93,6 +93,7 @@ func WriteJUnit(w io.Writer, r *Result) error {
 				Name: "ferry-soak/" + rec.Workload, Timestamp: junitTimestamp(rec.Start, r.Summary.Started),
 				Properties: props,
 			})
+			durations = append(durations, 0)
 		}
 		s := &doc.Suites[i]
 		c := JUnitCase{Name: caseName(rec), Classname: "ferry.soak." + rec.Workload, Time: seconds(rec.Duration)}
@@ -109,12 +110,12 @@ func WriteJUnit(w io.Writer, r *Result) error {
 		}
 		s.Tests++
 		s.Cases = append(s.Cases, c)
-		durations[rec.Workload] += rec.Duration
+		durations[i] += rec.Duration
 		total += rec.Duration
 	}
 	for i := range doc.Suites {
 		s := &doc.Suites[i]
-		s.Time = seconds(durations[strings.TrimPrefix(s.Name, "ferry-soak/")])
+		s.Time = seconds(durations[i])
 		doc.Tests += s.Tests
 		doc.Failures += s.Failures
 	}
