@@ -146,6 +146,9 @@ type RestoreResult struct {
 	PID   int
 	Log   string
 	Stats Stats
+	// Fixups are the changes made to the images to work around known
+	// CRIU defects before the restore, one line each.
+	Fixups []string `json:",omitempty"`
 }
 
 // Failure is a driver error that carries the CRIU log and the lines lifted

@@ -163,6 +163,7 @@ func (e *Engine) Restore(ctx context.Context, op RestoreOp) (*Journal, error) {
 			if res.PID > 0 {
 				s.Notes = map[string]string{"pid": fmt.Sprint(res.PID)}
 			}
+			noteFixups(s, res.Fixups)
 		}
 		liftInto(s, run.Dir, err)
 		return err
@@ -249,4 +250,15 @@ func processRuns(ctx context.Context, h host.Host, pid int) error {
 		return fmt.Errorf("restored pid %d exited (zombie)", pid)
 	}
 	return nil
+}
+
+// noteFixups records the image fixups a driver made before a restore.
+func noteFixups(s *Step, fixups []string) {
+	if len(fixups) == 0 {
+		return
+	}
+	if s.Notes == nil {
+		s.Notes = map[string]string{}
+	}
+	s.Notes["image_fixups"] = strings.Join(fixups, "; ")
 }

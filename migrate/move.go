@@ -227,6 +227,7 @@ func (e *Engine) Migrate(ctx context.Context, op MigrateOp) (*Journal, error) {
 				targetPID = rres.PID
 				s.Notes = map[string]string{"pid": fmt.Sprint(rres.PID)}
 			}
+			noteFixups(s, rres.Fixups)
 		}
 		liftInto(s, run.Dir, err)
 		return err

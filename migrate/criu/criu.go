@@ -177,6 +177,9 @@ func (d *Driver) Restore(ctx context.Context, req migrate.RestoreRequest) (*migr
 	// testbed restores under its own subreaper.
 	opts.RstSibling = ptr(false)
 	res := &migrate.RestoreResult{Log: filepath.Join(o.work.Name(), RestoreLog)}
+	if res.Fixups, err = FixExpiredTimerfds(req.ImagesDir); err != nil {
+		return res, fmt.Errorf("prepare the images: %w", err)
+	}
 	n := &notify{}
 	if err := d.client().Restore(opts, n); err != nil {
 		return res, d.failure("restore", res.Log, err)
