@@ -46,6 +46,8 @@ type MigrateOptions struct {
 	// SkipCheck leaves out the compatibility check (CRIU is still
 	// checked on both ends): ferry soak checks its hosts once up front.
 	SkipCheck bool
+	// PID holds the flags of pid:N moves (migrate_host.go).
+	PID pidMoveOptions
 }
 
 func newMigrateCmd(f *Factory, runF func(context.Context, *MigrateOptions) error) *cobra.Command {
@@ -99,6 +101,7 @@ processes carried on and collects the target's CRIU logs.`,
 	fl.BoolVar(&opts.Force, "force", false, "migrate even when the compatibility check finds blockers")
 	fl.BoolVar(&opts.NoReport, "no-report", false, "on failure, do not gather the bug-report bundle")
 	fl.BoolVar(&opts.SkipCheck, "skip-check", false, "skip the compatibility check between the hosts (CRIU is still checked on both)")
+	addPIDMoveFlags(f, fl, &opts.PID)
 	_ = c.MarkFlagRequired("to")
 	return c
 }
@@ -167,6 +170,9 @@ func migrateRun(ctx context.Context, opts *MigrateOptions) error {
 	}
 	if isDaemonTarget(t) {
 		return migrateDaemonRun(ctx, opts, t)
+	}
+	if t.Kind == migrate.KindPID {
+		return migrateHostRun(ctx, opts, t, to)
 	}
 	if t.Kind != migrate.KindTestbed || to.Testbed == "" {
 		return exit.Usagef("migrate testbed:NAME --to testbed:HOST; pid:N targets are moved with checkpoint and restore, lxd and incus targets by their runtime",
