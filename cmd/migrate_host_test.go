@@ -1,0 +1,341 @@
+package cmd
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ferry-migrate/ferry/internal/exit"
+	"github.com/ferry-migrate/ferry/internal/host"
+	"github.com/ferry-migrate/ferry/internal/host/hosttest"
+	"github.com/ferry-migrate/ferry/internal/testenv"
+	"github.com/ferry-migrate/ferry/migrate"
+	"github.com/ferry-migrate/ferry/migrate/remote"
+)
+
+// The counter workload: the test binary re-executed writes 1, 2, 3, ...
+// into a file every 10 ms, holding some MiB of written memory.
+const (
+	counterEnv    = "FERRY_TEST_COUNTER"
+	counterMiBEnv = "FERRY_TEST_COUNTER_MIB"
+)
+
+func init() { countIfAsked() }
+
+func countIfAsked() {
+	p := os.Getenv(counterEnv)
+	if p == "" {
+		return
+	}
+	n, _ := strconv.Atoi(os.Getenv(counterMiBEnv))
+	mem := make([]byte, n<<20+1)
+	for i := range mem {
+		mem[i] = byte(i)
+	}
+	for i := 1; ; i++ {
+		_ = os.WriteFile(p, []byte(strconv.Itoa(i)), 0o644)
+		mem[i%len(mem)]++
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// counter is a running counter workload.
+type counter struct {
+	cmd  *exec.Cmd
+	file string
+	done chan struct{} // closed once the process was reaped
+}
+
+// startCounter starts a counter in its own session, stdio on /dev/null,
+// with cwd as its working directory and its file in dir; it is killed and
+// reaped when the test ends.
+func startCounter(t *testing.T, dir, cwd string, mib int) *counter {
+	t.Helper()
+	c := &counter{file: filepath.Join(dir, "counter"), done: make(chan struct{})}
+	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
+	c.cmd.Dir = cwd
+	c.cmd.Env = append(os.Environ(), counterEnv+"="+c.file, counterMiBEnv+"="+strconv.Itoa(mib))
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.cmd.Wait(); close(c.done) }()
+	t.Cleanup(func() { _ = c.cmd.Process.Kill(); <-c.done })
+	c.waitAbove(t, 0, "start")
+	return c
+}
+
+func (c *counter) value() int {
+	b, _ := os.ReadFile(c.file)
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// waitAbove waits until the counter passes v: the workload counts.
+func (c *counter) waitAbove(t *testing.T, v int, what string) int {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if n := c.value(); n > v+5 {
+			return n
+		}
+	}
+	t.Fatalf("%s: the counter in %s stays at %d (was %d)", what, c.file, c.value(), v)
+	return 0
+}
+
+// gone says whether the source process died (ferry killed it).
+func (c *counter) gone() bool {
+	select {
+	case <-c.done:
+		return true
+	case <-time.After(10 * time.Second):
+		return false
+	}
+}
+
+// sshBed is a namespaced sshd as the remote host, ferry's static binary
+// as the one copied there, and ferry's directory there on a tmpfs of its
+// own (empty as this machine sees it).
+type sshBed struct {
+	d         *hosttest.NamespacedSSHD
+	remoteDir string
+	hostFn    func(string) (host.Host, error)
+}
+
+func newSSHBed(t *testing.T) *sshBed {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.CRIU(t)
+	testenv.RequireCommand(t, "nft", "tar", "sha256sum")
+	t.Setenv(remote.ExeEnv, testenv.FerryBinary(t))
+	t.Setenv("FERRY_RUNS", t.TempDir())
+	d := hosttest.StartNamespacedSSHD(t)
+	b := &sshBed{d: d, remoteDir: filepath.Join(t.TempDir(), "ferry-remote")}
+	if err := os.MkdirAll(b.remoteDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.MountTmpfs(t, b.remoteDir)
+	b.hostFn = func(spec string) (host.Host, error) { return host.New(spec, host.WithSSHOptions(d.Options)) }
+	return b
+}
+
+// ferry runs ferry with the output as a journal.
+func (b *sshBed) ferry(t *testing.T, args ...string) (int, migrate.Journal, string) {
+	t.Helper()
+	code, out, errOut := runWith(t, b.hostFn, append(args, "--output", "json", "--no-report", "--remote-dir", b.remoteDir)...)
+	var j migrate.Journal
+	if out != "" {
+		if err := json.Unmarshal([]byte(out), &j); err != nil {
+			t.Fatalf("%v: stdout is not a journal: %v\n%s", args, err, out)
+		}
+	}
+	return code, j, errOut
+}
+
+// remote runs argv on the remote host, in its namespaces.
+func (b *sshBed) remote(t *testing.T, argv ...string) string {
+	t.Helper()
+	out, err := b.d.Run(t, argv...)
+	if err != nil {
+		t.Fatalf("%s on the remote: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+	return out
+}
+
+// assertClean checks that the remote keeps nothing of the runs but ferry's
+// binary (one) and the moved trees: no images, no CRIU lock table, no
+// criu process.
+func (b *sshBed) assertClean(t *testing.T) {
+	t.Helper()
+	if out := b.remote(t, "find", b.remoteDir, "-mindepth", "1", "-not", "-path", b.remoteDir+"/bin*", "-not", "-path", b.remoteDir+"/remote"); strings.TrimSpace(out) != "" {
+		t.Errorf("left on the remote:\n%s", out)
+	}
+	if bins := strings.Fields(b.remote(t, "ls", filepath.Join(b.remoteDir, "bin"))); len(bins) != 1 || !strings.HasPrefix(bins[0], "ferry-") {
+		t.Errorf("ferry binaries on the remote: %v", bins)
+	}
+	if out := b.remote(t, "nft", "list", "tables"); strings.Contains(out, "CRIU-") {
+		t.Errorf("CRIU lock table left on the remote:\n%s", out)
+	}
+	if out := b.remote(t, "ps", "-e", "-o", "comm="); strings.Contains(out, "criu") {
+		t.Errorf("a criu process left on the remote:\n%s", out)
+	}
+	if ents, _ := os.ReadDir(b.remoteDir); len(ents) != 0 {
+		t.Errorf("the remote's directory shows on this machine: %v", ents)
+	}
+}
+
+// movedTo checks that the tree with pid (its own, kept by CRIU) runs in
+// the remote's pid namespace and counts there.
+func (b *sshBed) movedTo(t *testing.T, c *counter, pid int, what string) {
+	t.Helper()
+	hp := b.d.HostPID(pid)
+	if hp == 0 {
+		t.Fatalf("%s: no pid %d in the remote's pid namespace", what, pid)
+	}
+	if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", hp)); strings.Contains(string(st), ") Z") {
+		t.Fatalf("%s: the restored tree is a zombie", what)
+	}
+	c.waitAbove(t, c.value(), what+": on the remote")
+}
+
+// stepTimes lists the steps' durations ("freeze-dump 50ms transfer ...").
+func stepTimes(j migrate.Journal) string {
+	var parts []string
+	for _, s := range j.Steps {
+		parts = append(parts, s.Name+" "+s.Duration.Round(time.Millisecond).String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+func stepNote(j migrate.Journal, step, key string) string {
+	for _, s := range j.Steps {
+		if s.Name == step {
+			return s.Notes[key]
+		}
+	}
+	return ""
+}
+
+// TestSSHRemote restores and migrates process trees onto a "remote" host
+// reached over SSH (an sshd in its own network, mount and pid namespaces):
+// ferry copies itself there once, CRIU runs there through ferry's agent,
+// and the tree keeps counting there; a failed move leaves the source
+// counting and nothing on the remote.
+func TestSSHRemote(t *testing.T) {
+	b := newSSHBed(t)
+	spec := b.d.Spec
+
+	t.Run("restore", func(t *testing.T) {
+		c := startCounter(t, t.TempDir(), t.TempDir(), 0)
+		pid := c.cmd.Process.Pid
+		images := filepath.Join(t.TempDir(), "images")
+		if code, out, errOut := runWith(t, b.hostFn, "checkpoint", fmt.Sprintf("pid:%d", pid), "--dir", images, "--no-report"); code != exit.OK {
+			t.Fatalf("checkpoint: exit %d\n%s%s", code, out, errOut)
+		}
+		if !c.gone() {
+			t.Fatalf("pid %d still runs after the checkpoint", pid)
+		}
+		code, j, errOut := b.ferry(t, "restore", "--dir", images, "--on", spec)
+		if code != exit.OK || j.Result != migrate.RunOK {
+			t.Fatalf("restore --on %s: exit %d, %s\n%s", spec, code, j.Result, errOut)
+		}
+		if j.Target != fmt.Sprintf("pid:%d", pid) || j.Workload != fmt.Sprintf("pid:%d on %s", pid, spec) {
+			t.Errorf("journal: target %q, workload %q", j.Target, j.Workload)
+		}
+		var names []string
+		for _, s := range j.Steps {
+			names = append(names, s.Name)
+		}
+		if got := strings.Join(names, " "); got != "preflight copy restore cleanup verify" {
+			t.Errorf("steps: %s", got)
+		}
+		note := stepNote(j, remote.StepCopy, "ferry")
+		if !strings.HasPrefix(note, "copied to "+b.remoteDir+"/bin/ferry-") {
+			t.Errorf("first run: ferry %q", note)
+		}
+		t.Logf("restore: ferry %s; restore step %s", note, j.Steps[2].Duration)
+		b.movedTo(t, c, pid, "restore")
+		b.assertClean(t)
+	})
+
+	for _, mode := range []string{migrate.ModeStopCopy, migrate.ModePageServer} {
+		t.Run(mode, func(t *testing.T) {
+			c := startCounter(t, t.TempDir(), t.TempDir(), 64)
+			pid := c.cmd.Process.Pid
+			args := []string{"migrate", fmt.Sprintf("pid:%d", pid), "--to", spec, "--mode", mode}
+			if mode == migrate.ModePageServer {
+				// The stop-copy run checked compatibility already.
+				args = append(args, "--skip-check")
+			}
+			code, j, errOut := b.ferry(t, args...)
+			if code != exit.OK || j.Result != migrate.RunOK {
+				t.Fatalf("migrate --mode %s: exit %d, %s\n%s", mode, code, j.Result, errOut)
+			}
+			if !c.gone() {
+				t.Errorf("the source pid %d still runs", pid)
+			}
+			note := stepNote(j, migrate.StepTransfer, "ferry")
+			if !strings.HasPrefix(note, "present at "+b.remoteDir+"/bin/ferry-") {
+				t.Errorf("ferry was not reused: %q", note)
+			}
+			t.Logf("%s, 64 MiB: downtime %s (frozen %s, %d pages written, restore %s); steps: %s; ferry %s",
+				mode, j.Stats.Downtime, j.Stats.FrozenTime, j.Stats.PagesWritten, j.Stats.RestoreTime, stepTimes(j), note)
+			b.movedTo(t, c, pid, mode)
+			b.assertClean(t)
+		})
+	}
+
+	t.Run("failure", func(t *testing.T) {
+		// The tree's working directory exists here but not on the
+		// remote: its files are the user's business, and CRIU there
+		// cannot restore it.
+		hidden := t.TempDir()
+		cwd := filepath.Join(hidden, "work")
+		if err := os.Mkdir(cwd, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b.d.MountTmpfs(t, hidden)
+		c := startCounter(t, t.TempDir(), cwd, 0)
+		pid := c.cmd.Process.Pid
+		code, j, errOut := b.ferry(t, "migrate", fmt.Sprintf("pid:%d", pid), "--to", spec, "--skip-check")
+		if code != exit.Migration || j.Result != migrate.RunRolledBack {
+			t.Fatalf("migrate with a missing cwd: exit %d, %s\n%s", code, j.Result, errOut)
+		}
+		last := j.Steps[len(j.Steps)-1]
+		if last.Name != migrate.StepRollback || last.Result != migrate.StepOK {
+			t.Errorf("last step %s %s", last.Name, last.Result)
+		}
+		var restore migrate.Step
+		for _, s := range j.Steps {
+			if s.Name == migrate.StepRestore {
+				restore = s
+			}
+		}
+		if restore.Result != migrate.StepFailed || restore.Log == "" {
+			t.Errorf("restore step: %+v", restore)
+		} else if _, err := os.Stat(filepath.Join(migrate.Store{Dir: os.Getenv("FERRY_RUNS")}.RunDir(j.ID), restore.Log)); err != nil {
+			t.Errorf("the remote's restore log was not fetched: %v", err)
+		}
+		if note := stepNote(j, migrate.StepTransfer, "ferry"); !strings.HasPrefix(note, "present at ") {
+			t.Errorf("ferry was not reused: %q", note)
+		}
+		if !strings.Contains(errOut, "hint: ") {
+			t.Errorf("no hint:\n%s", errOut)
+		}
+		select {
+		case <-c.done:
+			t.Fatalf("the source died")
+		default:
+		}
+		c.waitAbove(t, c.value(), "after the rollback, on the source")
+		if b.d.HostPID(pid) != 0 {
+			t.Errorf("pid %d runs on the remote", pid)
+		}
+		b.assertClean(t)
+	})
+
+	t.Run("refused", func(t *testing.T) {
+		c := startCounter(t, t.TempDir(), t.TempDir(), 0)
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"--to", "local"}, "refusing to move it to itself"},
+			{[]string{"--to", spec, "--mode", "lazy"}, "lazy migration is not supported"},
+			{[]string{"--to", "testbed:tb9"}, "not supported"},
+		} {
+			code, _, errOut := b.ferry(t, append([]string{"migrate", fmt.Sprintf("pid:%d", c.cmd.Process.Pid)}, tc.args...)...)
+			if code != exit.Usage || !strings.Contains(errOut, tc.want) {
+				t.Errorf("migrate %v: exit %d\n%s", tc.args, code, errOut)
+			}
+		}
+		c.waitAbove(t, c.value(), "untouched")
+	})
+}
