@@ -261,6 +261,13 @@ func TestSSHRemote(t *testing.T) {
 			if !c.gone() {
 				t.Errorf("the source pid %d still runs", pid)
 			}
+			for _, st := range j.Steps {
+				if st.Name == migrate.StepRestore {
+					if _, err := os.Stat(filepath.Join(migrate.Store{Dir: os.Getenv("FERRY_RUNS")}.RunDir(j.ID), st.Log)); st.Log == "" || err != nil {
+						t.Errorf("the remote's restore log %q was not fetched: %v", st.Log, err)
+					}
+				}
+			}
 			note := stepNote(j, migrate.StepTransfer, "ferry")
 			if !strings.HasPrefix(note, "present at "+b.remoteDir+"/bin/ferry-") {
 				t.Errorf("ferry was not reused: %q", note)

@@ -188,33 +188,47 @@ func (p *Placement) Transfer(ctx context.Context, s *migrate.Step) error {
 	return nil
 }
 
-// waitGone waits until pid is no longer a live process on h.
+// waitGone waits until pid is no longer a live process on h: one command
+// (tail --pid polls every 20 ms there), not a round trip per poll.
 func waitGone(ctx context.Context, h host.Host, pid int, d time.Duration) error {
-	for deadline := time.Now().Add(d); ; time.Sleep(50 * time.Millisecond) {
-		st, err := procState(ctx, h, pid)
-		if err == nil && (st == "" || st == "Z" || st == "X") {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			if err == nil {
-				err = fmt.Errorf("still running after %s", d)
-			}
-			return err
-		}
+	_, err := h.Run(ctx, []string{"tail", "-f", "-s", "0.02", "--pid=" + strconv.Itoa(pid), "/dev/null"}, host.RunOptions{Timeout: d})
+	if err == nil {
+		return nil
 	}
+	// A zombie waits for its parent, and tail takes it for alive.
+	if st, serr := procState(ctx, h, pid); serr == nil && (st == "" || st == "Z" || st == "X") {
+		return nil
+	}
+	return err
 }
 
 // Adopt restores through the agent on the target, with CRIU's log in the
-// run's directory there, then fetches the log into the local run
-// directory for the journal.
+// run's directory there. The log is fetched into the local run directory
+// (where the journal points) at once on failure, and only by Verify on
+// success: the workload is down until Adopt returns.
 func (p *Placement) Adopt(ctx context.Context, restore func(context.Context, migrate.RestoreRequest) (*migrate.RestoreResult, error), req migrate.RestoreRequest) (*migrate.RestoreResult, error) {
 	req.LogDir = p.remoteDir
 	res, err := restore(ctx, req)
+	if err != nil {
+		p.fetchRestoreLog(ctx, res, err)
+		return res, err
+	}
+	if res != nil {
+		res.Log = filepath.Join(p.runDir, criu.RestoreLog)
+	}
+	return res, nil
+}
+
+// fetchRestoreLog copies the target's restore log into the run directory
+// and drops the lock tables of that CRIU run on the target.
+func (p *Placement) fetchRestoreLog(ctx context.Context, res *migrate.RestoreResult, err error) {
+	if p.restoreLog != "" {
+		return
+	}
 	p.restoreLog = localLog(ctx, p.Dest, path.Join(p.remoteDir, criu.RestoreLog), p.runDir, res, err)
 	if p.restoreLog != "" {
 		_ = migrate.DropRunTables(ctx, p.Dest, nil, p.restoreLog)
 	}
-	return res, err
 }
 
 // localLog fetches a CRIU log from h into localDir and points res and a
@@ -237,6 +251,7 @@ func localLog(ctx context.Context, h host.Host, remote, localDir string, res *mi
 // Verify checks that the restored tree runs on the target, twice a moment
 // apart: a tree that dies right after CRIU let it go does not pass.
 func (p *Placement) Verify(ctx context.Context, pid int) error {
+	p.fetchRestoreLog(ctx, nil, nil)
 	if err := Runs(ctx, p.Dest, pid); err != nil {
 		return err
 	}
@@ -256,8 +271,8 @@ func (p *Placement) KillTarget(ctx context.Context, pid int) error {
 		errs = append(errs, KillTree(ctx, p.Dest, ps))
 	}
 	errs = append(errs, KillTree(ctx, p.Dest, pid))
-	if p.restoreLog != "" {
-		errs = append(errs, migrate.DropRunTables(ctx, p.Dest, nil, p.restoreLog))
+	if pid > 0 {
+		p.fetchRestoreLog(ctx, nil, nil)
 	}
 	errs = append(errs, Remove(ctx, p.Dest, p.remoteDir))
 	return errors.Join(errs...)
