@@ -72,11 +72,26 @@ TARGET is testbed:NAME (a workload of ` + "`ferry testbed run`" + `) and HOST a
 testbed host (testbed:tb2); or lxd:NAME / incus:NAME, moved live by the
 daemon to --remote (the remote's name as this host's client knows it) whose
 daemon runs on HOST, where ferry checks that the instance runs with its
-processes carried on and collects the target's CRIU logs.`,
+processes carried on and collects the target's CRIU logs.
+
+TARGET pid:N is a process tree of this machine moved to HOST
+ssh://[user@]host[:port] (never to this machine itself). ferry copies its
+own static binary there once (to --remote-dir/bin/ferry-<sha256>, reused
+after) and runs CRIU there through it; the images go over the same SSH
+connection, or in page-server mode the pages go straight to a CRIU page
+server on HOST's address (the host part of the spec: it must be routable
+from here, and CRIU's port (27000 + N % 1000) open). The tree is restored
+detached: it outlives the SSH session, and its pids stay as they were
+(they must be free on HOST). There is no root file system to carry: the
+tree's executable, libraries, working directory and open files must exist
+on HOST at the same paths, which is up to you (shared storage, the same
+package installed); otherwise the restore fails and the tree goes on here.`,
 		Example: `  ferry testbed up && ferry testbed run tb1 counter mem --memory 64M
   ferry migrate testbed:counter --to testbed:tb2
   ferry migrate testbed:counter --to testbed:tb1 --mode page-server --output json
-  ferry migrate incus:c1 --to ssh://root@host2 --remote host2`,
+  ferry migrate incus:c1 --to ssh://root@host2 --remote host2
+  ferry migrate pid:4242 --to ssh://root@10.0.0.2
+  ferry migrate pid:4242 --to ssh://root@10.0.0.2:2222 --mode page-server --tcp-established`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Target, opts.Format = args[0], f.Output
@@ -95,7 +110,7 @@ processes carried on and collects the target's CRIU logs.`,
 		},
 	}
 	fl := c.Flags()
-	fl.StringVar(&opts.To, "to", "", "host to move the workload to (testbed:NAME)")
+	fl.StringVar(&opts.To, "to", "", "host to move the workload to (testbed:NAME, ssh://[user@]host[:port])")
 	fl.StringVar(&opts.Remote, "remote", "", "lxd and incus: the target daemon's remote name on this host")
 	fl.StringVar(&opts.Mode, "mode", migrate.ModeStopCopy, "stop-copy or page-server")
 	fl.BoolVar(&opts.Force, "force", false, "migrate even when the compatibility check finds blockers")

@@ -55,8 +55,18 @@ With an lxd:[remote:]NAME or incus:[remote:]NAME target the daemon restores:
 --snapshot NAME restores a stateful snapshot WITH its state (never the
 silent cold start of a plain lxc restore); without --snapshot the container
 starts from the state a stateful stop saved. ferry then checks that it runs,
-that its processes carried on and that its root filesystem is writable.`,
+that its processes carried on and that its root filesystem is writable.
+
+With --on ssh://[user@]host[:port] the images are restored on that host:
+ferry copies its own static binary there once (to
+--remote-dir/bin/ferry-<sha256>, reused after), copies the images over the
+same SSH connection, restores them there through it, detached (the tree
+outlives the SSH session), checks that the tree runs, and removes the
+copied images. The journal records each step and CRIU's log, fetched from
+the host; the restored pid is the host's. The tree's executable and files
+must exist on that host at the same paths: ferry carries only the images.`,
 		Example: `  ferry restore --dir /var/tmp/ckpt
+  ferry restore --dir /var/tmp/ckpt --on ssh://root@10.0.0.2
   ferry restore --dir /var/tmp/ckpt --tcp-established --output json
   ferry restore lxd:c1 --snapshot s1
   ferry restore incus:c1`,
