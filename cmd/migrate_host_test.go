@@ -185,6 +185,19 @@ func (b *sshBed) movedTo(t *testing.T, c *counter, pid int, what string) {
 	c.waitAbove(t, c.value(), what+": on the remote")
 }
 
+// hiddenOnRemote is a directory that exists here but not on the remote
+// (a tmpfs there hides its parent).
+func hiddenOnRemote(t *testing.T, b *sshBed) string {
+	t.Helper()
+	hidden := t.TempDir()
+	cwd := filepath.Join(hidden, "work")
+	if err := os.Mkdir(cwd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b.d.MountTmpfs(t, hidden)
+	return cwd
+}
+
 // stepTimes lists the steps' durations ("freeze-dump 50ms transfer ...").
 func stepTimes(j migrate.Journal) string {
 	var parts []string
@@ -245,6 +258,31 @@ func TestSSHRemote(t *testing.T) {
 		b.assertClean(t)
 	})
 
+	t.Run("restore-failure", func(t *testing.T) {
+		cwd := hiddenOnRemote(t, b)
+		c := startCounter(t, t.TempDir(), cwd, 0)
+		images := filepath.Join(t.TempDir(), "images")
+		if code, out, errOut := runWith(t, b.hostFn, "checkpoint", fmt.Sprintf("pid:%d", c.cmd.Process.Pid), "--dir", images, "--no-report"); code != exit.OK {
+			t.Fatalf("checkpoint: exit %d\n%s%s", code, out, errOut)
+		}
+		code, j, errOut := b.ferry(t, "restore", "--dir", images, "--on", spec)
+		if code != exit.Migration || j.Result != migrate.RunFailed || !strings.Contains(errOut, "must exist on "+spec+" at the same paths") || strings.Count(errOut, "the CRIU log is") != 1 {
+			t.Fatalf("restore of a tree whose cwd is missing there: exit %d, %s\n%s", code, j.Result, errOut)
+		}
+		t.Logf("stderr:\n%s", errOut)
+		var got []string
+		for _, s := range j.Steps {
+			got = append(got, s.Name+":"+s.Result)
+		}
+		if want := "preflight:ok copy:ok restore:failed cleanup:ok"; strings.Join(got, " ") != want {
+			t.Errorf("steps %s, want %s", strings.Join(got, " "), want)
+		}
+		if j.Steps[2].Log == "" || len(j.Steps[2].Lifted) == 0 {
+			t.Errorf("restore step without the remote's log or its lifted lines: %+v", j.Steps[2])
+		}
+		b.assertClean(t)
+	})
+
 	for _, mode := range []string{migrate.ModeStopCopy, migrate.ModePageServer} {
 		t.Run(mode, func(t *testing.T) {
 			c := startCounter(t, t.TempDir(), t.TempDir(), 64)
@@ -283,18 +321,14 @@ func TestSSHRemote(t *testing.T) {
 		// The tree's working directory exists here but not on the
 		// remote: its files are the user's business, and CRIU there
 		// cannot restore it.
-		hidden := t.TempDir()
-		cwd := filepath.Join(hidden, "work")
-		if err := os.Mkdir(cwd, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		b.d.MountTmpfs(t, hidden)
+		cwd := hiddenOnRemote(t, b)
 		c := startCounter(t, t.TempDir(), cwd, 0)
 		pid := c.cmd.Process.Pid
 		code, j, errOut := b.ferry(t, "migrate", fmt.Sprintf("pid:%d", pid), "--to", spec, "--skip-check")
 		if code != exit.Migration || j.Result != migrate.RunRolledBack {
 			t.Fatalf("migrate with a missing cwd: exit %d, %s\n%s", code, j.Result, errOut)
 		}
+		t.Logf("stderr:\n%s", errOut)
 		last := j.Steps[len(j.Steps)-1]
 		if last.Name != migrate.StepRollback || last.Result != migrate.StepOK {
 			t.Errorf("last step %s %s", last.Name, last.Result)
@@ -313,8 +347,8 @@ func TestSSHRemote(t *testing.T) {
 		if note := stepNote(j, migrate.StepTransfer, "ferry"); !strings.HasPrefix(note, "present at ") {
 			t.Errorf("ferry was not reused: %q", note)
 		}
-		if !strings.Contains(errOut, "hint: ") {
-			t.Errorf("no hint:\n%s", errOut)
+		if !strings.Contains(errOut, "must exist on "+spec+" at the same paths") || strings.Count(errOut, "the CRIU log is") != 1 {
+			t.Errorf("hints:\n%s", errOut)
 		}
 		select {
 		case <-c.done:

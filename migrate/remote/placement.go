@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -211,7 +212,7 @@ func (p *Placement) Adopt(ctx context.Context, restore func(context.Context, mig
 	res, err := restore(ctx, req)
 	if err != nil {
 		p.fetchRestoreLog(ctx, res, err)
-		return res, err
+		return res, explainFiles(p.Dest, err)
 	}
 	if res != nil {
 		res.Log = filepath.Join(p.runDir, criu.RestoreLog)
@@ -244,8 +245,42 @@ func localLog(ctx context.Context, h host.Host, remote, localDir string, res *mi
 	var f *migrate.Failure
 	if errors.As(err, &f) {
 		f.Log = l
+		// The agent's hint names the log where it was on h; the
+		// failure's own now names the copy.
+		var re *agent.RemoteError
+		if errors.As(f.Err, &re) && re.Wire.Log != "" {
+			re.Wire.Hint = ""
+		}
 	}
 	return l
+}
+
+// FilesError is a restore on another host that failed for a file the tree
+// uses: ferry carries the tree's state, not its files.
+type FilesError struct {
+	Host string
+	Err  error
+}
+
+func (e *FilesError) Error() string { return e.Err.Error() }
+func (e *FilesError) Unwrap() error { return e.Err }
+func (e *FilesError) Hint() string {
+	return "the tree's executable, working directory and files must exist on " + e.Host + " at the same paths: ferry moves its memory and state, not its files"
+}
+
+// explainFiles wraps a restore failure whose CRIU log says a file is
+// missing in a FilesError.
+func explainFiles(h host.Host, err error) error {
+	var f *migrate.Failure
+	if !errors.As(err, &f) {
+		return err
+	}
+	for _, l := range f.Lifted {
+		if strings.Contains(l, "No such file or directory") {
+			return &FilesError{Host: h.Name(), Err: err}
+		}
+	}
+	return err
 }
 
 // Verify checks that the restored tree runs on the target, twice a moment

@@ -144,7 +144,7 @@ func Restore(ctx context.Context, e *migrate.Engine, op RestoreOp) (*migrate.Jou
 		if res != nil && res.PID > 0 {
 			s.Notes = map[string]string{"pid": strconv.Itoa(res.PID)}
 		}
-		return err
+		return explainFiles(op.Host, err)
 	})
 	if err != nil {
 		return failed(migrate.StepRestore, err)
