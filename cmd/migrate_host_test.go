@@ -1,13 +1,16 @@
 package cmd
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,9 +25,12 @@ import (
 
 // The counter workload: the test binary re-executed writes 1, 2, 3, ...
 // into a file every 10 ms, holding some MiB of written memory.
+// With counterTCPEnv it also sends each value as a line over one TCP
+// connection to that address.
 const (
 	counterEnv    = "FERRY_TEST_COUNTER"
 	counterMiBEnv = "FERRY_TEST_COUNTER_MIB"
+	counterTCPEnv = "FERRY_TEST_COUNTER_TCP"
 )
 
 func init() { countIfAsked() }
@@ -39,8 +45,18 @@ func countIfAsked() {
 	for i := range mem {
 		mem[i] = byte(i)
 	}
+	var conn net.Conn
+	if addr := os.Getenv(counterTCPEnv); addr != "" {
+		var err error
+		if conn, err = net.Dial("tcp", addr); err != nil {
+			os.Exit(3)
+		}
+	}
 	for i := 1; ; i++ {
 		_ = os.WriteFile(p, []byte(strconv.Itoa(i)), 0o644)
+		if conn != nil {
+			fmt.Fprintf(conn, "%d\n", i)
+		}
 		mem[i%len(mem)]++
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -56,12 +72,12 @@ type counter struct {
 // startCounter starts a counter in its own session, stdio on /dev/null,
 // with cwd as its working directory and its file in dir; it is killed and
 // reaped when the test ends.
-func startCounter(t *testing.T, dir, cwd string, mib int) *counter {
+func startCounter(t *testing.T, dir, cwd string, mib int, env ...string) *counter {
 	t.Helper()
 	c := &counter{file: filepath.Join(dir, "counter"), done: make(chan struct{})}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	c.cmd.Dir = cwd
-	c.cmd.Env = append(os.Environ(), counterEnv+"="+c.file, counterMiBEnv+"="+strconv.Itoa(mib))
+	c.cmd.Env = append(append(os.Environ(), counterEnv+"="+c.file, counterMiBEnv+"="+strconv.Itoa(mib)), env...)
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -183,6 +199,39 @@ func (b *sshBed) movedTo(t *testing.T, c *counter, pid int, what string) {
 		t.Fatalf("%s: the restored tree is a zombie", what)
 	}
 	c.waitAbove(t, c.value(), what+": on the remote")
+}
+
+// assertNoRunTables checks that this machine keeps no CRIU lock table of
+// the run's CRIU dump and restores (other tests' tables are theirs).
+func assertNoRunTables(t *testing.T, j migrate.Journal) {
+	t.Helper()
+	dir := migrate.Store{Dir: os.Getenv("FERRY_RUNS")}.RunDir(j.ID)
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	more, _ := filepath.Glob(filepath.Join(dir, "*", "*.log"))
+	var ids []string
+	for _, l := range append(logs, more...) {
+		b, _ := os.ReadFile(l)
+		for _, line := range strings.SplitN(string(b), "\n", 8) {
+			if _, id, ok := strings.Cut(line, "CRIU run id = "); ok {
+				ids = append(ids, strings.TrimSpace(id))
+			}
+		}
+	}
+	if len(ids) == 0 {
+		t.Fatalf("no CRIU run id in the logs of %s", dir)
+	}
+	out, err := exec.Command("nft", "list", "tables").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list tables: %v %s", err, out)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		name, ok := strings.CutPrefix(f, "CRIU-")
+		for _, id := range ids {
+			if ok && name != "" && strings.HasPrefix(id, name) {
+				t.Errorf("CRIU lock table %s of run %s left here", f, j.ID)
+			}
+		}
+	}
 }
 
 // hiddenOnRemote is a directory that exists here but not on the remote
@@ -360,6 +409,76 @@ func TestSSHRemote(t *testing.T) {
 			t.Errorf("pid %d runs on the remote", pid)
 		}
 		b.assertClean(t)
+	})
+
+	t.Run("tcp-rollback", func(t *testing.T) {
+		// A tree with an established connection cannot be continued
+		// after a failed move (CRIU put its socket in repair mode):
+		// ferry restores it here from the images, on the same
+		// connection.
+		testenv.BecomeSubreaper(t)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		var (
+			mu      sync.Mutex
+			last    int
+			accepts int
+		)
+		go func() {
+			for {
+				conn, err := l.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				accepts++
+				mu.Unlock()
+				go func() {
+					defer conn.Close()
+					sc := bufio.NewScanner(conn)
+					for sc.Scan() {
+						n, _ := strconv.Atoi(sc.Text())
+						mu.Lock()
+						last = n
+						mu.Unlock()
+					}
+				}()
+			}
+		}()
+		lastLine := func() int { mu.Lock(); defer mu.Unlock(); return last }
+		c := startCounter(t, t.TempDir(), hiddenOnRemote(t, b), 0, counterTCPEnv+"="+l.Addr().String())
+		pid := c.cmd.Process.Pid
+		t.Cleanup(func() {
+			// The tree restored here is the test's (a subreaper) child.
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				var ws syscall.WaitStatus
+				_, _ = syscall.Wait4(pid, &ws, 0, nil)
+			}
+		})
+		code, j, errOut := b.ferry(t, "migrate", fmt.Sprintf("pid:%d", pid), "--to", spec, "--skip-check", "--tcp-established")
+		if code != exit.Migration || j.Result != migrate.RunRolledBack {
+			t.Fatalf("migrate --tcp-established with a missing cwd: exit %d, %s\n%s", code, j.Result, errOut)
+		}
+		if !c.gone() {
+			t.Errorf("the stopped source was not replaced")
+		}
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err != nil || strings.Contains(string(st), ") Z") || b.d.Owns(pid) {
+			t.Fatalf("pid %d is not restored here: %v %s", pid, err, st)
+		}
+		c.waitAbove(t, c.value(), "restored on the source")
+		before := lastLine()
+		for deadline := time.Now().Add(20 * time.Second); lastLine() <= before+5 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if last <= before+5 || accepts != 1 {
+			t.Errorf("the connection did not carry on: last line %d (was %d), %d connections", last, before, accepts)
+		}
+		b.assertClean(t)
+		assertNoRunTables(t, j)
 	})
 
 	t.Run("refused", func(t *testing.T) {

@@ -336,7 +336,7 @@ func (p *Placement) Resume(ctx context.Context) error {
 	if p.Restorer == nil {
 		return fmt.Errorf("cannot resume pid %d: its TCP sockets are in repair mode and no driver restores it here", p.PID)
 	}
-	if err := killLocalTree(p.PID); err != nil {
+	if err := killLocalTree(p.PID, false); err != nil {
 		return err
 	}
 	logDir := filepath.Join(p.runDir, "resume")
@@ -350,24 +350,28 @@ func (p *Placement) Resume(ctx context.Context) error {
 }
 
 // killLocalTree kills the stopped source tree and waits until its root is
-// gone or a zombie.
-func killLocalTree(pid int) error {
+// gone, or with zombieOK a zombie. A tree restored in its place needs the
+// pid back: its parent must have reaped it.
+func killLocalTree(pid int, zombieOK bool) error {
 	for _, q := range migrate.ProcessTree(pid) {
 		_ = syscall.Kill(q, syscall.SIGKILL)
 	}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		st, err := procState(context.Background(), host.Local{}, pid)
-		if err == nil && (st == "" || st == "Z" || st == "X") {
+		if err == nil && (st == "" || (zombieOK && (st == "Z" || st == "X"))) {
 			return nil
 		}
 	}
-	return fmt.Errorf("the stopped source (pid %d) does not die", pid)
+	if zombieOK {
+		return fmt.Errorf("the stopped source (pid %d) does not die", pid)
+	}
+	return fmt.Errorf("the stopped source (pid %d) was killed but its parent does not reap it: its pid is not free for the restore", pid)
 }
 
 // Commit kills the stopped source tree, drops its CRIU lock table and
 // removes the images on both ends.
 func (p *Placement) Commit(ctx context.Context, _ int) error {
-	if err := killLocalTree(p.PID); err != nil {
+	if err := killLocalTree(p.PID, true); err != nil {
 		return err
 	}
 	// The tree runs on the target: leftover images are no reason to call
