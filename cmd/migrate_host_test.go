@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -72,7 +73,7 @@ type counter struct {
 // startCounter starts a counter in its own session, stdio on /dev/null,
 // with cwd as its working directory and its file in dir; it is killed and
 // reaped when the test ends.
-func startCounter(t *testing.T, dir, cwd string, mib int, env ...string) *counter {
+func startCounter(t testing.TB, dir, cwd string, mib int, env ...string) *counter {
 	t.Helper()
 	c := &counter{file: filepath.Join(dir, "counter"), done: make(chan struct{})}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
@@ -95,7 +96,7 @@ func (c *counter) value() int {
 }
 
 // waitAbove waits until the counter passes v: the workload counts.
-func (c *counter) waitAbove(t *testing.T, v int, what string) int {
+func (c *counter) waitAbove(t testing.TB, v int, what string) int {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if n := c.value(); n > v+5 {
@@ -125,7 +126,7 @@ type sshBed struct {
 	hostFn    func(string) (host.Host, error)
 }
 
-func newSSHBed(t *testing.T) *sshBed {
+func newSSHBed(t testing.TB) *sshBed {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.CRIU(t)
@@ -143,9 +144,19 @@ func newSSHBed(t *testing.T) *sshBed {
 }
 
 // ferry runs ferry with the output as a journal.
-func (b *sshBed) ferry(t *testing.T, args ...string) (int, migrate.Journal, string) {
+func (b *sshBed) ferry(t testing.TB, args ...string) (int, migrate.Journal, string) {
 	t.Helper()
-	code, out, errOut := runWith(t, b.hostFn, append(args, "--output", "json", "--no-report", "--remote-dir", b.remoteDir)...)
+	streams, stdout, stderr := testIO()
+	f := NewFactory(streams)
+	f.Host = b.hostFn
+	root := NewRootCmd(f)
+	root.SetArgs(append(args, "--output", "json", "--no-report", "--remote-dir", b.remoteDir))
+	err := root.ExecuteContext(context.Background())
+	if err != nil {
+		err = classify(err)
+		printError(streams.ErrOut, err)
+	}
+	code, out, errOut := exit.CodeOf(err), stdout.String(), stderr.String()
 	var j migrate.Journal
 	if out != "" {
 		if err := json.Unmarshal([]byte(out), &j); err != nil {
@@ -498,4 +509,44 @@ func TestSSHRemote(t *testing.T) {
 		}
 		c.waitAbove(t, c.value(), "untouched")
 	})
+}
+
+// BenchmarkMigrateSSH moves a counter holding 64 MiB of written memory to
+// an sshd in its own namespaces (the remote host) in each mode, and reports
+// the journal's downtime: from the start of the dump until the tree runs
+// on the remote (the images or pages over SSH or to the page server, the
+// restore through ferry's agent there).
+//
+//	go test -run '^$' -bench MigrateSSH -benchtime 5x ./cmd
+func BenchmarkMigrateSSH(b *testing.B) {
+	for _, mode := range []string{migrate.ModeStopCopy, migrate.ModePageServer} {
+		b.Run("64MiB/"+mode, func(b *testing.B) {
+			bed := newSSHBed(b)
+			var down, frozen, transfer, restore time.Duration
+			i := 0
+			for b.Loop() {
+				c := startCounter(b, b.TempDir(), b.TempDir(), 64)
+				code, j, errOut := bed.ferry(b, "migrate", fmt.Sprintf("pid:%d", c.cmd.Process.Pid), "--to", bed.d.Spec, "--mode", mode, "--skip-check")
+				if code != exit.OK || j.Stats == nil {
+					b.Fatalf("migrate: exit %d\n%s", code, errOut)
+				}
+				i++
+				down += j.Stats.Downtime
+				frozen += j.Stats.FrozenTime
+				for _, st := range j.Steps {
+					switch st.Name {
+					case migrate.StepTransfer:
+						transfer += st.Duration
+					case migrate.StepRestore:
+						restore += st.Duration
+					}
+				}
+			}
+			ms := func(d time.Duration) float64 { return float64(d.Milliseconds()) / float64(i) }
+			b.ReportMetric(ms(down), "downtime-ms/op")
+			b.ReportMetric(ms(frozen), "frozen-ms/op")
+			b.ReportMetric(ms(transfer), "transfer-ms/op")
+			b.ReportMetric(ms(restore), "restore-ms/op")
+		})
+	}
 }
