@@ -24,18 +24,23 @@ type pidMoveOptions struct {
 	ShellJob       bool
 	NetworkLock    string
 	// RemoteDir is ferry's directory on the target host.
-	RemoteDir string
+	RemoteDir      string
+	PageServerPort int
 	// Getenv reads $FERRY_EXE (the static ferry copied to the target).
 	Getenv func(string) string
 	Lift   func(string) []string
+	// CRIUPath is CRIU as the user named it (--criu, $FERRY_CRIU; ""
+	// looks for it): on each host, not this host's path on the other.
+	CRIUPath func() string
 }
 
 func addPIDMoveFlags(f *Factory, fl *pflag.FlagSet, o *pidMoveOptions) {
-	o.Getenv, o.Lift = f.Getenv, f.Lift
+	o.Getenv, o.Lift, o.CRIUPath = f.Getenv, f.Lift, f.CRIUPath
 	fl.BoolVar(&o.TCPEstablished, "tcp-established", false, "pid targets: carry established TCP connections")
 	fl.BoolVar(&o.ShellJob, "shell-job", false, "pid targets: the tree was started from a shell (CRIU --shell-job)")
 	fl.StringVar(&o.NetworkLock, "network-lock", "nftables", "pid targets: how CRIU locks the network: nftables, iptables or skip")
 	fl.StringVar(&o.RemoteDir, "remote-dir", remote.DefaultDir, "pid targets: ferry's directory on the target host (its binary, the run's images)")
+	fl.IntVar(&o.PageServerPort, "page-server-port", 0, "pid targets, page-server mode: the port of CRIU's page server on the target (0: 27000 + pid % 1000)")
 }
 
 // closeHost closes hosts that hold a connection (ssh's ControlMaster).
@@ -80,7 +85,7 @@ func migrateHostRun(ctx context.Context, opts *MigrateOptions, t migrate.Target,
 	p := &remote.Placement{
 		Source: src, Dest: dst, PID: t.PID, Mode: opts.Mode,
 		TCPEstablished: o.TCPEstablished, ShellJob: o.ShellJob, NetworkLock: o.NetworkLock,
-		ImagesDir: images, Exe: exe, Dir: o.RemoteDir, PageServerAddress: to.SSH.Host,
+		ImagesDir: images, Exe: exe, Dir: o.RemoteDir, PageServerAddress: to.SSH.Host, PageServerPort: o.PageServerPort,
 		Restorer: &criu.Driver{Path: info.Path, Lift: o.Lift},
 		OnBinary: func(b *remote.Binary) {
 			if b.Copied {
@@ -94,10 +99,11 @@ func migrateHostRun(ctx context.Context, opts *MigrateOptions, t migrate.Target,
 		SourceDriver: &criu.Driver{Path: info.Path, Lift: o.Lift}, DestDriver: p.DestDriver(),
 		Placement: p, Mode: opts.Mode,
 		Preflight: func(ctx context.Context) error {
-			if err := criuOnBothEnds(ctx, info.Path, src, dst); err != nil {
+			named := o.CRIUPath()
+			if err := criuOnBothEnds(ctx, named, src, dst); err != nil {
 				return err
 			}
-			di, err := criubin.Find(ctx, dst, info.Path)
+			di, err := criubin.Find(ctx, dst, named)
 			if err != nil {
 				return err
 			}
@@ -105,7 +111,7 @@ func migrateHostRun(ctx context.Context, opts *MigrateOptions, t migrate.Target,
 			if opts.SkipCheck {
 				return nil
 			}
-			return compatible(ctx, info.Path, src, dst, opts.Force, opts.IO)
+			return compatible(ctx, named, src, dst, opts.Force, opts.IO)
 		},
 	})
 	if j != nil && j.Result != migrate.RunOK && isEmptyDir(images) {

@@ -350,7 +350,7 @@ func TestSSHRemote(t *testing.T) {
 			args := []string{"migrate", fmt.Sprintf("pid:%d", pid), "--to", spec, "--mode", mode}
 			if mode == migrate.ModePageServer {
 				// The stop-copy run checked compatibility already.
-				args = append(args, "--skip-check")
+				args = append(args, "--skip-check", "--page-server-port", "27999")
 			}
 			code, j, errOut := b.ferry(t, args...)
 			if code != exit.OK || j.Result != migrate.RunOK {
@@ -369,6 +369,9 @@ func TestSSHRemote(t *testing.T) {
 			note := stepNote(j, migrate.StepTransfer, "ferry")
 			if !strings.HasPrefix(note, "present at "+b.remoteDir+"/bin/ferry-") {
 				t.Errorf("ferry was not reused: %q", note)
+			}
+			if ps, want := stepNote(j, migrate.StepTransfer, "page_server"), b.d.Addr+":27999"; (mode == migrate.ModePageServer) != (ps == want) {
+				t.Errorf("page server %q (mode %s, want %s in page-server mode)", ps, mode, want)
 			}
 			t.Logf("%s, 64 MiB: downtime %s (frozen %s, %d pages written, restore %s); steps: %s; ferry %s",
 				mode, j.Stats.Downtime, j.Stats.FrozenTime, j.Stats.PagesWritten, j.Stats.RestoreTime, stepTimes(j), note)

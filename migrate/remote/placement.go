@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -77,6 +78,10 @@ type Placement struct {
 
 var _ migrate.Placement = (*Placement)(nil)
 
+// DefaultPageServerPort is the page server's port for the tree of pid
+// when none is given.
+func DefaultPageServerPort(pid int) int { return 27000 + pid%1000 }
+
 // DestDriver is the driver that restores on the target (ferry's agent,
 // started from the binary Prepare put there).
 func (p *Placement) DestDriver() migrate.Driver {
@@ -123,7 +128,7 @@ func (p *Placement) Prepare(ctx context.Context, runDir string) (migrate.Restore
 		}
 		port := p.PageServerPort
 		if port == 0 {
-			port = 27000 + p.PID%1000
+			port = DefaultPageServerPort(p.PID)
 		}
 		criuBin := p.CRIU
 		if criuBin == "" {
@@ -185,6 +190,9 @@ func (p *Placement) Transfer(ctx context.Context, s *migrate.Step) error {
 	}
 	if p.bin != nil {
 		s.Notes["ferry"] = p.bin.Note()
+	}
+	if p.ps != nil {
+		s.Notes["page_server"] = net.JoinHostPort(p.ps.Address, strconv.Itoa(p.ps.Port))
 	}
 	return nil
 }
