@@ -80,9 +80,9 @@ own static binary there once (to --remote-dir/bin/ferry-<sha256>, reused
 after) and runs CRIU there through it; the images go over the same SSH
 connection, or in page-server mode the pages go straight to a CRIU page
 server on HOST's address (the host part of the spec: it must be routable
-from here, and CRIU's port (27000 + N % 1000) open). The tree is restored
-detached: it outlives the SSH session, and its pids stay as they were
-(they must be free on HOST). There is no root file system to carry: the
+from here, and the page server's port open: --page-server-port, by
+default 27000 + N % 1000). The tree is restored detached: it outlives the
+SSH session, and its pids stay as they were (they must be free on HOST). There is no root file system to carry: the
 tree's executable, libraries, working directory and open files must exist
 on HOST at the same paths, which is up to you (shared storage, the same
 package installed); otherwise the restore fails and the tree goes on here.`,
