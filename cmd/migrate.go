@@ -82,10 +82,11 @@ connection, or in page-server mode the pages go straight to a CRIU page
 server on HOST's address (the host part of the spec: it must be routable
 from here, and the page server's port open: --page-server-port, by
 default 27000 + N % 1000). The tree is restored detached: it outlives the
-SSH session, and its pids stay as they were (they must be free on HOST). There is no root file system to carry: the
-tree's executable, libraries, working directory and open files must exist
-on HOST at the same paths, which is up to you (shared storage, the same
-package installed); otherwise the restore fails and the tree goes on here.`,
+SSH session, and its pids stay as they were (they must be free on HOST).
+There is no root file system to carry: the tree's executable, libraries,
+working directory and open files must exist on HOST at the same paths,
+which is up to you (shared storage, the same package installed);
+otherwise the restore fails and the tree goes on here.`,
 		Example: `  ferry testbed up && ferry testbed run tb1 counter mem --memory 64M
   ferry migrate testbed:counter --to testbed:tb2
   ferry migrate testbed:counter --to testbed:tb1 --mode page-server --output json
