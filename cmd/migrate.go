@@ -191,7 +191,7 @@ func migrateRun(ctx context.Context, opts *MigrateOptions) error {
 		return migrateHostRun(ctx, opts, t, to)
 	}
 	if t.Kind != migrate.KindTestbed || to.Testbed == "" {
-		return exit.Usagef("migrate testbed:NAME --to testbed:HOST; pid:N targets are moved with checkpoint and restore, lxd and incus targets by their runtime",
+		return exit.Usagef("migrate testbed:NAME --to testbed:HOST, pid:N --to ssh://[user@]host[:port], lxd:NAME or incus:NAME --to HOST --remote NAME",
 			"migrate of %s to %s is not supported", opts.Target, opts.To)
 	}
 	if opts.Mode == migrate.ModeLazy || (opts.Mode != migrate.ModeStopCopy && opts.Mode != migrate.ModePageServer) {
