@@ -122,6 +122,11 @@ func (p *Placement) Prepare(ctx context.Context, runDir string) (migrate.Restore
 	if _, err := p.Dest.Run(ctx, []string{"mkdir", "-p", "-m", "0700", "--", p.remoteImgs}, host.RunOptions{}); err != nil {
 		return migrate.RestoreRequest{}, fmt.Errorf("make the images directory on %s: %w", p.Dest.Name(), err)
 	}
+	// The images travel as a tar stream: better found missing now than
+	// with the tree frozen.
+	if _, err := p.Dest.Run(ctx, []string{"tar", "--version"}, host.RunOptions{}); err != nil {
+		return migrate.RestoreRequest{}, fmt.Errorf("tar on %s: %w", p.Dest.Name(), err)
+	}
 	if p.Mode == migrate.ModePageServer {
 		if p.PageServerAddress == "" {
 			return migrate.RestoreRequest{}, errors.New("page-server mode needs the target's address")
