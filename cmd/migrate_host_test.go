@@ -146,12 +146,18 @@ func newSSHBed(t testing.TB) *sshBed {
 // ferry runs ferry with the output as a journal.
 func (b *sshBed) ferry(t testing.TB, args ...string) (int, migrate.Journal, string) {
 	t.Helper()
+	return b.ferryCtx(context.Background(), t, args...)
+}
+
+// ferryCtx runs ferry as the user would, interrupting it when ctx ends.
+func (b *sshBed) ferryCtx(ctx context.Context, t testing.TB, args ...string) (int, migrate.Journal, string) {
+	t.Helper()
 	streams, stdout, stderr := testIO()
 	f := NewFactory(streams)
 	f.Host = b.hostFn
 	root := NewRootCmd(f)
 	root.SetArgs(append(args, "--output", "json", "--no-report", "--remote-dir", b.remoteDir))
-	err := root.ExecuteContext(context.Background())
+	err := root.ExecuteContext(ctx)
 	if err != nil {
 		err = classify(err)
 		printError(streams.ErrOut, err)
@@ -337,6 +343,9 @@ func TestSSHRemote(t *testing.T) {
 		if want := "preflight:ok copy:ok restore:failed cleanup:ok"; strings.Join(got, " ") != want {
 			t.Errorf("steps %s, want %s", strings.Join(got, " "), want)
 		}
+		if note := stepNote(j, remote.StepCopy, "ferry"); !strings.HasPrefix(note, "present at ") {
+			t.Errorf("ferry was not reused: %q", note)
+		}
 		if j.Steps[2].Log == "" || len(j.Steps[2].Lifted) == 0 {
 			t.Errorf("restore step without the remote's log or its lifted lines: %+v", j.Steps[2])
 		}
@@ -422,6 +431,30 @@ func TestSSHRemote(t *testing.T) {
 		if b.d.HostPID(pid) != 0 {
 			t.Errorf("pid %d runs on the remote", pid)
 		}
+		b.assertClean(t)
+	})
+
+	t.Run("interrupted", func(t *testing.T) {
+		// The user interrupts once the images reach the remote: the
+		// transfer ends, then the move rolls back.
+		c := startCounter(t, t.TempDir(), t.TempDir(), 64)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			defer cancel()
+			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				out, _ := b.d.Run(t, "find", filepath.Join(b.remoteDir, "remote"), "-name", "*.img")
+				if strings.Contains(out, ".img") {
+					return
+				}
+			}
+		}()
+		code, j, errOut := b.ferryCtx(ctx, t, "migrate", fmt.Sprintf("pid:%d", c.cmd.Process.Pid), "--to", spec, "--skip-check")
+		if code != exit.Migration || j.Result != migrate.RunRolledBack || !strings.Contains(errOut, "interrupted") {
+			t.Fatalf("interrupted migrate: exit %d, %s\n%s", code, j.Result, errOut)
+		}
+		t.Logf("interrupted in: %s", stepTimes(j))
+		c.waitAbove(t, c.value(), "after the interrupt, on the source")
 		b.assertClean(t)
 	})
 
