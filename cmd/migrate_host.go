@@ -114,8 +114,11 @@ func migrateHostRun(ctx context.Context, opts *MigrateOptions, t migrate.Target,
 			return compatible(ctx, named, src, dst, opts.Force, opts.IO)
 		},
 	})
-	if j != nil && j.Result != migrate.RunOK && isEmptyDir(images) {
-		_ = os.Remove(images)
+	// A move that rolled back cleanly needs its images no more (a
+	// commit removed them already); a failed rollback keeps them for
+	// `ferry runs recover`.
+	if j != nil && (j.Result == migrate.RunRolledBack || isEmptyDir(images)) {
+		_ = os.RemoveAll(images)
 	}
 	return finishRun(ctx, opts.IO, opts.Format, opts.Report, j, err, src, dst)
 }

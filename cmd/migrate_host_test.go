@@ -273,6 +273,15 @@ func stepTimes(j migrate.Journal) string {
 	return strings.Join(parts, ", ")
 }
 
+// assertNoImages checks that the run's local images are gone: moved, or
+// not needed after a clean rollback.
+func assertNoImages(t *testing.T, j migrate.Journal) {
+	t.Helper()
+	if _, err := os.Stat(j.ImagesDir); j.ImagesDir == "" || err == nil {
+		t.Errorf("images left in %q", j.ImagesDir)
+	}
+}
+
 func stepNote(j migrate.Journal, step, key string) string {
 	for _, s := range j.Steps {
 		if s.Name == step {
@@ -386,6 +395,7 @@ func TestSSHRemote(t *testing.T) {
 				mode, j.Stats.Downtime, j.Stats.FrozenTime, j.Stats.PagesWritten, j.Stats.RestoreTime, stepTimes(j), note)
 			b.movedTo(t, c, pid, mode)
 			b.assertClean(t)
+			assertNoImages(t, j)
 		})
 	}
 
@@ -432,6 +442,7 @@ func TestSSHRemote(t *testing.T) {
 			t.Errorf("pid %d runs on the remote", pid)
 		}
 		b.assertClean(t)
+		assertNoImages(t, j)
 	})
 
 	t.Run("interrupted", func(t *testing.T) {
@@ -456,6 +467,7 @@ func TestSSHRemote(t *testing.T) {
 		t.Logf("interrupted in: %s", stepTimes(j))
 		c.waitAbove(t, c.value(), "after the interrupt, on the source")
 		b.assertClean(t)
+		assertNoImages(t, j)
 	})
 
 	t.Run("tcp-rollback", func(t *testing.T) {
@@ -526,6 +538,7 @@ func TestSSHRemote(t *testing.T) {
 		}
 		b.assertClean(t)
 		assertNoRunTables(t, j)
+		assertNoImages(t, j)
 	})
 
 	t.Run("refused", func(t *testing.T) {
