@@ -557,6 +557,9 @@ func TestSSHRemote(t *testing.T) {
 			}
 		}
 		c.waitAbove(t, c.value(), "untouched")
+		if code, _, errOut := b.ferry(t, "restore", "lxd:c1", "--on", spec); code != exit.Usage || !strings.Contains(errOut, "not supported") {
+			t.Errorf("restore lxd:c1 --on %s: exit %d\n%s", spec, code, errOut)
+		}
 	})
 }
 

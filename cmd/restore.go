@@ -124,6 +124,9 @@ func restoreRun(ctx context.Context, opts *RestoreOptions) error {
 		if opts.Dir != "" {
 			return exit.Usagef("the daemon keeps the state itself", "--dir cannot be used with %s targets", t.Kind)
 		}
+		if _, ok := opts.Host.(host.Local); !ok {
+			return exit.Usagef("name the daemon's remote in the target (lxd:REMOTE:NAME), or restore CRIU images with --dir DIR --on "+opts.On, "restore of %s targets --on %s is not supported", t.Kind, opts.On)
+		}
 		return runDaemonOp(ctx, daemonRequest{IO: opts.IO, Format: opts.Format, Engine: opts.Engine, Host: opts.Host, Report: opts.Report, Target: t, Op: daemonRestoreOp(opts), Snapshot: opts.Snapshot})
 	}
 	if opts.Dir == "" {
