@@ -391,6 +391,10 @@ func TestSSHRemote(t *testing.T) {
 			if ps, want := stepNote(j, migrate.StepTransfer, "page_server"), b.d.Addr+":27999"; (mode == migrate.ModePageServer) != (ps == want) {
 				t.Errorf("page server %q (mode %s, want %s in page-server mode)", ps, mode, want)
 			}
+			_, err := os.Stat(filepath.Join(migrate.Store{Dir: os.Getenv("FERRY_RUNS")}.RunDir(j.ID), "page-server.log"))
+			if (mode == migrate.ModePageServer) != (err == nil) {
+				t.Errorf("the page server's log in the run directory: %v (mode %s)", err, mode)
+			}
 			t.Logf("%s, 64 MiB: downtime %s (frozen %s, %d pages written, restore %s); steps: %s; ferry %s",
 				mode, j.Stats.Downtime, j.Stats.FrozenTime, j.Stats.PagesWritten, j.Stats.RestoreTime, stepTimes(j), note)
 			b.movedTo(t, c, pid, mode)

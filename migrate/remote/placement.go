@@ -65,15 +65,16 @@ type Placement struct {
 	// ensured it.
 	OnBinary func(*Binary)
 
-	driver      agent.Driver
-	runDir      string
-	remoteDir   string
-	remoteImgs  string
-	bin         *Binary
-	ps          *migrate.PageServer
-	psPidFile   string
-	transferred bool
-	restoreLog  string // the target's restore log, fetched into runDir
+	driver       agent.Driver
+	runDir       string
+	remoteDir    string
+	remoteImgs   string
+	bin          *Binary
+	ps           *migrate.PageServer
+	psPidFile    string
+	transferred  bool
+	restoreLog   string // the target's restore log, fetched into runDir
+	psLogFetched bool
 }
 
 var _ migrate.Placement = (*Placement)(nil)
@@ -160,15 +161,19 @@ func (p *Placement) pageServerPid(ctx context.Context) int {
 	if err != nil {
 		return 0
 	}
-	n, _ := strconv.Atoi(string(trimSpace(b)))
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return n
 }
 
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
+// fetchLogs copies the target's restore log into the run directory (and
+// drops the lock tables of that CRIU run there), and the page server's
+// log; once.
+func (p *Placement) fetchLogs(ctx context.Context) {
+	p.fetchRestoreLog(ctx, nil, nil)
+	if p.psPidFile != "" && !p.psLogFetched {
+		p.psLogFetched = true
+		_, _ = Fetch(ctx, p.Dest, path.Join(p.remoteDir, "page-server.log"), p.runDir)
 	}
-	return b
 }
 
 // Transfer waits for the page server to finish (page-server mode), then
@@ -299,7 +304,7 @@ func explainFiles(h host.Host, err error) error {
 // Verify checks that the restored tree runs on the target, twice a moment
 // apart: a tree that dies right after CRIU let it go does not pass.
 func (p *Placement) Verify(ctx context.Context, pid int) error {
-	p.fetchRestoreLog(ctx, nil, nil)
+	p.fetchLogs(ctx)
 	if err := Runs(ctx, p.Dest, pid); err != nil {
 		return err
 	}
@@ -319,9 +324,7 @@ func (p *Placement) KillTarget(ctx context.Context, pid int) error {
 		errs = append(errs, KillTree(ctx, p.Dest, ps))
 	}
 	errs = append(errs, KillTree(ctx, p.Dest, pid))
-	if pid > 0 {
-		p.fetchRestoreLog(ctx, nil, nil)
-	}
+	p.fetchLogs(ctx)
 	errs = append(errs, Remove(ctx, p.Dest, p.remoteDir))
 	return errors.Join(errs...)
 }
