@@ -85,7 +85,8 @@ func Restore(ctx context.Context, e *migrate.Engine, op RestoreOp) (*migrate.Jou
 	}
 
 	// From here on the host holds files of this run: they go whatever
-	// happens, and steps that change the host finish even on interrupt.
+	// happens. The copy stops on an interrupt; CRIU's restore, once
+	// started, runs to its end.
 	keep := context.WithoutCancel(ctx)
 	var restoreLog string
 	cleanup := func(s *migrate.Step) error {
@@ -106,17 +107,17 @@ func Restore(ctx context.Context, e *migrate.Engine, op RestoreOp) (*migrate.Jou
 
 	var drv *agent.Driver
 	if err := run.Step(StepCopy, hn, func(s *migrate.Step) error {
-		bin, err := EnsureBinary(keep, op.Host, op.Exe, dir)
+		bin, err := EnsureBinary(ctx, op.Host, op.Exe, dir)
 		if err != nil {
 			return err
 		}
 		drv = &agent.Driver{Host: op.Host, Argv: bin.AgentArgv(criuPath), Label: "criu"}
 		s.Notes = map[string]string{"ferry": bin.Note()}
-		if _, err := op.Host.Run(keep, []string{"mkdir", "-p", "-m", "0700", "--", remoteImgs}, host.RunOptions{}); err != nil {
+		if _, err := op.Host.Run(ctx, []string{"mkdir", "-p", "-m", "0700", "--", remoteImgs}, host.RunOptions{}); err != nil {
 			return fmt.Errorf("make the images directory on %s: %w", hn, err)
 		}
 		start := time.Now()
-		if err := CopyDir(keep, host.Local{}, req.ImagesDir, op.Host, remoteImgs); err != nil {
+		if err := CopyDir(ctx, host.Local{}, req.ImagesDir, op.Host, remoteImgs); err != nil {
 			return fmt.Errorf("copy the images to %s: %w", hn, err)
 		}
 		s.Notes["images"] = hn + ":" + remoteImgs
@@ -125,6 +126,9 @@ func Restore(ctx context.Context, e *migrate.Engine, op RestoreOp) (*migrate.Jou
 		return nil
 	}); err != nil {
 		return failed(StepCopy, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return failed(StepCopy, fmt.Errorf("interrupted: %w", err))
 	}
 
 	rreq := req
