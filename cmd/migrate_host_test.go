@@ -212,6 +212,7 @@ func (b *sshBed) movedTo(t *testing.T, c *counter, pid int, what string) {
 	if hp == 0 {
 		t.Fatalf("%s: no pid %d in the remote's pid namespace", what, pid)
 	}
+	killAtEnd(t, hp)
 	if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", hp)); strings.Contains(string(st), ") Z") {
 		t.Fatalf("%s: the restored tree is a zombie", what)
 	}
@@ -280,6 +281,21 @@ func assertNoImages(t *testing.T, j migrate.Journal) {
 	if _, err := os.Stat(j.ImagesDir); j.ImagesDir == "" || err == nil {
 		t.Errorf("images left in %q", j.ImagesDir)
 	}
+}
+
+// killAtEnd kills a moved tree (pid as this machine sees it) when the test
+// ends: it writes into the test's directories, so it goes before they do
+// (sshd, its init on the remote, reaps it).
+func killAtEnd(t testing.TB, hp int) {
+	t.Cleanup(func() {
+		_ = syscall.Kill(hp, syscall.SIGKILL)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", hp)); err != nil {
+				return
+			}
+		}
+		t.Errorf("the moved tree (pid %d here) does not die", hp)
+	})
 }
 
 func stepNote(j migrate.Journal, step, key string) string {
@@ -585,6 +601,9 @@ func BenchmarkMigrateSSH(b *testing.B) {
 				code, j, errOut := bed.ferry(b, "migrate", fmt.Sprintf("pid:%d", c.cmd.Process.Pid), "--to", bed.d.Spec, "--mode", mode, "--skip-check")
 				if code != exit.OK || j.Stats == nil {
 					b.Fatalf("migrate: exit %d\n%s", code, errOut)
+				}
+				if hp := bed.d.HostPID(c.cmd.Process.Pid); hp > 0 {
+					killAtEnd(b, hp)
 				}
 				i++
 				down += j.Stats.Downtime
