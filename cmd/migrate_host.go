@@ -78,7 +78,9 @@ func migrateHostRun(ctx context.Context, opts *MigrateOptions, t migrate.Target,
 	}
 	defer closeHost(dst)
 	src := host.Local{}
-	images, err := os.MkdirTemp("", "ferry-migrate-")
+	// On disk, not in a tmpfs: the images are as large as the tree's
+	// memory, and `ferry runs recover` needs them after a reboot.
+	images, err := os.MkdirTemp("/var/tmp", "ferry-migrate-")
 	if err != nil {
 		return err
 	}

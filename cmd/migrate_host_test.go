@@ -124,6 +124,22 @@ type sshBed struct {
 	d         *hosttest.NamespacedSSHD
 	remoteDir string
 	hostFn    func(string) (host.Host, error)
+	// copied is set once a run copied ferry to the remote.
+	copied bool
+}
+
+// checkFerry checks a run's note about ferry's binary: the first run
+// copies it, every later one finds it there.
+func (b *sshBed) checkFerry(t *testing.T, note string) {
+	t.Helper()
+	want := "present at "
+	if !b.copied {
+		want = "copied to "
+	}
+	if !strings.HasPrefix(note, want+b.remoteDir+"/bin/ferry-") {
+		t.Errorf("ferry on the remote: %q, want %s...", note, want)
+	}
+	b.copied = true
 }
 
 func newSSHBed(t testing.TB) *sshBed {
@@ -341,9 +357,7 @@ func TestSSHRemote(t *testing.T) {
 			t.Errorf("steps: %s", got)
 		}
 		note := stepNote(j, remote.StepCopy, "ferry")
-		if !strings.HasPrefix(note, "copied to "+b.remoteDir+"/bin/ferry-") {
-			t.Errorf("first run: ferry %q", note)
-		}
+		b.checkFerry(t, note)
 		t.Logf("restore: ferry %s; restore step %s", note, j.Steps[2].Duration)
 		b.movedTo(t, c, pid, "restore")
 		b.assertClean(t)
@@ -368,9 +382,7 @@ func TestSSHRemote(t *testing.T) {
 		if want := "preflight:ok copy:ok restore:failed cleanup:ok"; strings.Join(got, " ") != want {
 			t.Errorf("steps %s, want %s", strings.Join(got, " "), want)
 		}
-		if note := stepNote(j, remote.StepCopy, "ferry"); !strings.HasPrefix(note, "present at ") {
-			t.Errorf("ferry was not reused: %q", note)
-		}
+		b.checkFerry(t, stepNote(j, remote.StepCopy, "ferry"))
 		if j.Steps[2].Log == "" || len(j.Steps[2].Lifted) == 0 {
 			t.Errorf("restore step without the remote's log or its lifted lines: %+v", j.Steps[2])
 		}
@@ -401,9 +413,7 @@ func TestSSHRemote(t *testing.T) {
 				}
 			}
 			note := stepNote(j, migrate.StepTransfer, "ferry")
-			if !strings.HasPrefix(note, "present at "+b.remoteDir+"/bin/ferry-") {
-				t.Errorf("ferry was not reused: %q", note)
-			}
+			b.checkFerry(t, note)
 			if ps, want := stepNote(j, migrate.StepTransfer, "page_server"), b.d.Addr+":27999"; (mode == migrate.ModePageServer) != (ps == want) {
 				t.Errorf("page server %q (mode %s, want %s in page-server mode)", ps, mode, want)
 			}
@@ -446,9 +456,7 @@ func TestSSHRemote(t *testing.T) {
 		} else if _, err := os.Stat(filepath.Join(migrate.Store{Dir: os.Getenv("FERRY_RUNS")}.RunDir(j.ID), restore.Log)); err != nil {
 			t.Errorf("the remote's restore log was not fetched: %v", err)
 		}
-		if note := stepNote(j, migrate.StepTransfer, "ferry"); !strings.HasPrefix(note, "present at ") {
-			t.Errorf("ferry was not reused: %q", note)
-		}
+		b.checkFerry(t, stepNote(j, migrate.StepTransfer, "ferry"))
 		if !strings.Contains(errOut, "must exist on "+spec+" at the same paths") || strings.Count(errOut, "the CRIU log is") != 1 {
 			t.Errorf("hints:\n%s", errOut)
 		}
