@@ -12,6 +12,10 @@
 //
 // The server runs as the current user (root in CI) on this machine, so files
 // the test writes locally are the remote host's files.
+//
+// StartNamespacedSSHD runs sshd as the init of its own network, mount and
+// pid namespaces, reached over a veth pair: a remote host to move process
+// trees to.
 package hosttest
 
 import (
