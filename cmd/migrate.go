@@ -48,6 +48,8 @@ type MigrateOptions struct {
 	SkipCheck bool
 	// KeepImages keeps a testbed move's images after it succeeded.
 	KeepImages bool
+	// PID holds the flags of pid:N moves (migrate_host.go).
+	PID pidMoveOptions
 }
 
 func newMigrateCmd(f *Factory, runF func(context.Context, *MigrateOptions) error) *cobra.Command {
@@ -72,11 +74,27 @@ TARGET is testbed:NAME (a workload of ` + "`ferry testbed run`" + `) and HOST a
 testbed host (testbed:tb2); or lxd:NAME / incus:NAME, moved live by the
 daemon to --remote (the remote's name as this host's client knows it) whose
 daemon runs on HOST, where ferry checks that the instance runs with its
-processes carried on and collects the target's CRIU logs.`,
+processes carried on and collects the target's CRIU logs.
+
+TARGET pid:N is a process tree of this machine moved to HOST
+ssh://[user@]host[:port] (never to this machine itself). ferry copies its
+own static binary there once (to --remote-dir/bin/ferry-<sha256>, reused
+after) and runs CRIU there through it; the images go over the same SSH
+connection, or in page-server mode the pages go straight to a CRIU page
+server on HOST's address (the host part of the spec: it must be routable
+from here, and the page server's port open: --page-server-port, by
+default 27000 + N % 1000). The tree is restored detached: it outlives the
+SSH session, and its pids stay as they were (they must be free on HOST).
+There is no root file system to carry: the tree's executable, libraries,
+working directory and open files must exist on HOST at the same paths,
+which is up to you (shared storage, the same package installed);
+otherwise the restore fails and the tree goes on here.`,
 		Example: `  ferry testbed up && ferry testbed run tb1 counter mem --memory 64M
   ferry migrate testbed:counter --to testbed:tb2
   ferry migrate testbed:counter --to testbed:tb1 --mode page-server --output json
-  ferry migrate incus:c1 --to ssh://root@host2 --remote host2`,
+  ferry migrate incus:c1 --to ssh://root@host2 --remote host2
+  ferry migrate pid:4242 --to ssh://root@10.0.0.2
+  ferry migrate pid:4242 --to ssh://root@10.0.0.2:2222 --mode page-server --tcp-established`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Target, opts.Format = args[0], f.Output
@@ -95,13 +113,14 @@ processes carried on and collects the target's CRIU logs.`,
 		},
 	}
 	fl := c.Flags()
-	fl.StringVar(&opts.To, "to", "", "host to move the workload to (testbed:NAME)")
+	fl.StringVar(&opts.To, "to", "", "host to move the workload to (testbed:NAME, ssh://[user@]host[:port])")
 	fl.StringVar(&opts.Remote, "remote", "", "lxd and incus: the target daemon's remote name on this host")
 	fl.StringVar(&opts.Mode, "mode", migrate.ModeStopCopy, "stop-copy or page-server")
 	fl.BoolVar(&opts.Force, "force", false, "migrate even when the compatibility check finds blockers")
 	fl.BoolVar(&opts.NoReport, "no-report", false, "on failure, do not gather the bug-report bundle")
 	fl.BoolVar(&opts.SkipCheck, "skip-check", false, "skip the compatibility check between the hosts (CRIU is still checked on both)")
 	fl.BoolVar(&opts.KeepImages, "keep-images", false, "testbed: keep the CRIU images after a successful move (for ferry inspect)")
+	addPIDMoveFlags(f, fl, &opts.PID)
 	_ = c.MarkFlagRequired("to")
 	return c
 }
@@ -171,8 +190,11 @@ func migrateRun(ctx context.Context, opts *MigrateOptions) error {
 	if isDaemonTarget(t) {
 		return migrateDaemonRun(ctx, opts, t)
 	}
+	if t.Kind == migrate.KindPID {
+		return migrateHostRun(ctx, opts, t, to)
+	}
 	if t.Kind != migrate.KindTestbed || to.Testbed == "" {
-		return exit.Usagef("migrate testbed:NAME --to testbed:HOST; pid:N targets are moved with checkpoint and restore, lxd and incus targets by their runtime",
+		return exit.Usagef("migrate testbed:NAME --to testbed:HOST, pid:N --to ssh://[user@]host[:port], lxd:NAME or incus:NAME --to HOST --remote NAME",
 			"migrate of %s to %s is not supported", opts.Target, opts.To)
 	}
 	if opts.Mode == migrate.ModeLazy || (opts.Mode != migrate.ModeStopCopy && opts.Mode != migrate.ModePageServer) {

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/internal/output"
 	"github.com/ferry-migrate/ferry/migrate"
+	"github.com/ferry-migrate/ferry/migrate/remote"
 )
 
 // RestoreOptions are the inputs of `ferry restore`.
@@ -33,6 +35,12 @@ type RestoreOptions struct {
 	ShellJob       bool
 	NetworkLock    string
 	NoReport       bool
+	// CRIUPath is --criu (or $FERRY_CRIU), also looked for on a remote
+	// host; Exe is the static ferry copied there ($FERRY_EXE or this
+	// executable); RemoteDir is ferry's directory there.
+	CRIUPath  string
+	Exe       func() (string, error)
+	RemoteDir string
 }
 
 func newRestoreCmd(f *Factory, runF func(context.Context, *RestoreOptions) error) *cobra.Command {
@@ -47,8 +55,18 @@ With an lxd:[remote:]NAME or incus:[remote:]NAME target the daemon restores:
 --snapshot NAME restores a stateful snapshot WITH its state (never the
 silent cold start of a plain lxc restore); without --snapshot the container
 starts from the state a stateful stop saved. ferry then checks that it runs,
-that its processes carried on and that its root filesystem is writable.`,
+that its processes carried on and that its root filesystem is writable.
+
+With --on ssh://[user@]host[:port] the images are restored on that host:
+ferry copies its own static binary there once (to
+--remote-dir/bin/ferry-<sha256>, reused after), copies the images over the
+same SSH connection, restores them there through it, detached (the tree
+outlives the SSH session), checks that the tree runs, and removes the
+copied images. The journal records each step and CRIU's log, fetched from
+the host; the restored pid is the host's. The tree's executable and files
+must exist on that host at the same paths: ferry carries only the images.`,
 		Example: `  ferry restore --dir /var/tmp/ckpt
+  ferry restore --dir /var/tmp/ckpt --on ssh://root@10.0.0.2
   ferry restore --dir /var/tmp/ckpt --tcp-established --output json
   ferry restore lxd:c1 --snapshot s1
   ferry restore incus:c1`,
@@ -65,10 +83,16 @@ that its processes carried on and that its root filesystem is writable.`,
 			if err != nil {
 				return err
 			}
-			if _, ok := h.(host.Local); !ok {
-				return exit.Usagef("restore on this host with --on local; ferry migrate restores on other hosts", "restore --on %s is not supported yet", opts.On)
+			switch h.(type) {
+			case host.Local, *host.SSH:
+			default:
+				closeHost(h)
+				return exit.Usagef("restore on this host with --on local, or on a host over SSH with --on ssh://[user@]host[:port]", "restore --on %s is not supported", opts.On)
 			}
+			defer closeHost(h)
 			opts.Host = h
+			opts.CRIUPath = f.CRIUPath()
+			opts.Exe = func() (string, error) { return remote.Executable(f.Getenv) }
 			if runF != nil {
 				return runF(c.Context(), opts)
 			}
@@ -84,6 +108,7 @@ that its processes carried on and that its root filesystem is writable.`,
 	fl.StringVar(&opts.NetworkLock, "network-lock", "nftables", "how CRIU locks the network: nftables, iptables or skip")
 	fl.BoolVar(&opts.NoReport, "no-report", false, "on failure, do not gather the bug-report bundle")
 	fl.StringVar(&opts.Snapshot, "snapshot", "", "lxd/incus targets: the stateful snapshot to restore")
+	fl.StringVar(&opts.RemoteDir, "remote-dir", remote.DefaultDir, "--on ssh://: ferry's directory on that host (its binary, the copied images)")
 	return c
 }
 
@@ -99,6 +124,9 @@ func restoreRun(ctx context.Context, opts *RestoreOptions) error {
 		if opts.Dir != "" {
 			return exit.Usagef("the daemon keeps the state itself", "--dir cannot be used with %s targets", t.Kind)
 		}
+		if _, ok := opts.Host.(host.Local); !ok {
+			return exit.Usagef("name the daemon's remote in the target (lxd:REMOTE:NAME), or restore CRIU images with --dir DIR --on "+opts.On, "restore of %s targets --on %s is not supported", t.Kind, opts.On)
+		}
 		return runDaemonOp(ctx, daemonRequest{IO: opts.IO, Format: opts.Format, Engine: opts.Engine, Host: opts.Host, Report: opts.Report, Target: t, Op: daemonRestoreOp(opts), Snapshot: opts.Snapshot})
 	}
 	if opts.Dir == "" {
@@ -108,6 +136,12 @@ func restoreRun(ctx context.Context, opts *RestoreOptions) error {
 	if err != nil {
 		return exit.New(exit.Usage, err)
 	}
+	req := migrate.RestoreRequest{
+		ImagesDir: dir, Root: opts.Root, TCPEstablished: opts.TCPEstablished, ShellJob: opts.ShellJob, NetworkLock: opts.NetworkLock,
+	}
+	if _, ok := opts.Host.(host.Local); !ok {
+		return restoreRemoteRun(ctx, opts, req)
+	}
 	d, err := opts.Driver(ctx)
 	if err != nil {
 		return err
@@ -116,4 +150,18 @@ func restoreRun(ctx context.Context, opts *RestoreOptions) error {
 		ImagesDir: dir, Root: opts.Root, TCPEstablished: opts.TCPEstablished, ShellJob: opts.ShellJob, NetworkLock: opts.NetworkLock,
 	}})
 	return finishRun(ctx, opts.IO, opts.Format, opts.Report, j, err, opts.Host)
+}
+
+// restoreRemoteRun restores the images on a host over SSH: ferry copies
+// itself and the images there and restores through its agent, detached.
+func restoreRemoteRun(ctx context.Context, opts *RestoreOptions, req migrate.RestoreRequest) error {
+	exe, err := opts.Exe()
+	if err != nil {
+		return fmt.Errorf("find ferry's own binary: %w", err)
+	}
+	opts.Engine.OnStep = stepPrinter(opts.IO, func(string) string { return "" })
+	j, err := remote.Restore(ctx, opts.Engine, remote.RestoreOp{
+		Host: opts.Host, Request: req, Exe: exe, CRIUPath: opts.CRIUPath, Dir: opts.RemoteDir,
+	})
+	return finishRun(ctx, opts.IO, opts.Format, opts.Report, j, err, host.Local{}, opts.Host)
 }

@@ -12,6 +12,10 @@
 //
 // The server runs as the current user (root in CI) on this machine, so files
 // the test writes locally are the remote host's files.
+//
+// StartNamespacedSSHD runs sshd as the init of its own network, mount and
+// pid namespaces, reached over a veth pair: a remote host to move process
+// trees to.
 package hosttest
 
 import (
@@ -195,7 +199,7 @@ func (d *SSHD) WriteKnownHosts(t testing.TB, path, key string) {
 	if len(f) < 2 {
 		t.Fatalf("not a public key: %q", key)
 	}
-	writeFile(t, path, fmt.Sprintf("[127.0.0.1]:%d %s %s\n", d.Port, f[0], f[1]))
+	writeFile(t, path, fmt.Sprintf("[%s]:%d %s %s\n", d.Target.Host, d.Port, f[0], f[1]))
 }
 
 // Log is what sshd logged so far.
@@ -244,7 +248,11 @@ func freePort(t testing.TB) int {
 // waitListening waits for sshd to say it listens: a connection alone could
 // reach another program that took the port first.
 func (d *SSHD) waitListening(port int, exited <-chan struct{}) error {
-	want := fmt.Sprintf("Server listening on 127.0.0.1 port %d.", port)
+	return d.waitListeningOn("127.0.0.1", port, exited)
+}
+
+func (d *SSHD) waitListeningOn(addr string, port int, exited <-chan struct{}) error {
+	want := fmt.Sprintf("Server listening on %s port %d.", addr, port)
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
