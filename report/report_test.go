@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -219,28 +218,11 @@ var cmpSorted = cmp.Transformer("sort", func(in []string) []string {
 // the DOM it built: every section, the facts table, the known issue, and
 // that text from the bundle stayed text (no script element from a log).
 func TestHTMLInChromium(t *testing.T) {
-	chromium := testenv.RequireCommand(t, "chromium")
-	dir := t.TempDir()
-	page := filepath.Join(dir, "report.html")
 	var buf bytes.Buffer
 	if err := Render(&buf, build(t), HTML); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(page, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-		"--disable-dev-shm-usage", "--user-data-dir="+filepath.Join(dir, "profile"), "--dump-dom", "file://"+page)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
-	}
-	dom := string(out)
+	dom := testenv.ChromiumDOM(t, buf.Bytes())
 	for _, want := range []string{
 		`<section id="failure">`, `<section id="hosts">`, `<section id="findings">`, `<section id="known-issues">`, `<section id="artefacts">`,
 		`$ ferry restore --dir /tmp/ckpt`,

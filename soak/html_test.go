@@ -2,10 +2,6 @@ package soak
 
 import (
 	"bytes"
-	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -129,24 +125,7 @@ func TestWriteHTML(t *testing.T) {
 // titles, markup from a workload name and an error kept as text, and the
 // bundle links.
 func TestHTMLInChromium(t *testing.T) {
-	chromium := testenv.RequireCommand(t, "chromium")
-	dir := t.TempDir()
-	page := filepath.Join(dir, "soak.html")
-	if err := os.WriteFile(page, []byte(renderHTML(t, evilFixture())), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-		"--disable-dev-shm-usage", "--user-data-dir="+filepath.Join(dir, "profile"), "--dump-dom", "file://"+page)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
-	}
-	dom := string(out)
+	dom := testenv.ChromiumDOM(t, []byte(renderHTML(t, evilFixture())))
 	for _, want := range []string{
 		`<section id="summary">`, `<section id="workloads">`, `<section id="charts">`, `<section id="moves">`,
 		`<title>Downtime per iteration</title>`, `<title>Downtime distribution</title>`, `<title>Time breakdown of completed moves (mean)</title>`,

@@ -74,24 +74,8 @@ func StartNamespacedSSHD(t testing.TB, config ...string) *NamespacedSSHD {
 		"PasswordAuthentication no", "KbdInteractiveAuthentication no", "",
 	}, "\n"))
 	configFile := filepath.Join(dir, "sshd_config")
-	writeFile(t, configFile, strings.Join([]string{
-		strings.Join(config, "\n"),
-		"Port " + strconv.Itoa(NamespacedPort),
-		// The namespace has only lo and the test's link.
-		"ListenAddress 0.0.0.0",
-		"HostKey " + hostPriv,
-		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
-		"PermitRootLogin prohibit-password",
-		"PasswordAuthentication no",
-		"KbdInteractiveAuthentication no",
-		"StrictModes no",
-		"UsePAM no",
-		"PrintMotd no",
-		"PrintLastLog no",
-		"PidFile " + filepath.Join(dir, "sshd.pid"),
-		"LogLevel INFO",
-		"",
-	}, "\n"))
+	// The namespace has only lo and the test's link.
+	writeFile(t, configFile, sshdConfig(config, NamespacedPort, "0.0.0.0", dir, hostPriv))
 
 	d.log = filepath.Join(dir, "sshd.log")
 	logFile, err := os.Create(d.log)

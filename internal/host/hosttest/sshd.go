@@ -103,24 +103,7 @@ func StartSSHD(t testing.TB, config ...string) *SSHD {
 	for attempt := 0; attempt < 5; attempt++ {
 		port := freePort(t)
 		configFile := filepath.Join(dir, "sshd_config")
-		writeFile(t, configFile, strings.Join([]string{
-			// First: sshd keeps the first value of a keyword.
-			strings.Join(config, "\n"),
-			"Port " + strconv.Itoa(port),
-			"ListenAddress 127.0.0.1",
-			"HostKey " + hostPriv,
-			"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
-			"PermitRootLogin prohibit-password",
-			"PasswordAuthentication no",
-			"KbdInteractiveAuthentication no",
-			"StrictModes no",
-			"UsePAM no",
-			"PrintMotd no",
-			"PrintLastLog no",
-			"PidFile " + filepath.Join(dir, "sshd.pid"),
-			"LogLevel INFO",
-			"",
-		}, "\n"))
+		writeFile(t, configFile, sshdConfig(config, port, "127.0.0.1", dir, hostPriv))
 		// A file, not a pipe: sshd's connection processes inherit it and
 		// may outlive the listener a moment.
 		d.log = filepath.Join(dir, fmt.Sprintf("sshd-%d.log", attempt))
@@ -287,4 +270,27 @@ func writeFile(t testing.TB, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// sshdConfig is a test sshd's configuration: config first (sshd keeps the
+// first value of a keyword), then key-only root logins from dir's
+// authorized_keys on listen:port.
+func sshdConfig(config []string, port int, listen, dir, hostKey string) string {
+	return strings.Join([]string{
+		strings.Join(config, "\n"),
+		"Port " + strconv.Itoa(port),
+		"ListenAddress " + listen,
+		"HostKey " + hostKey,
+		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+		"PermitRootLogin prohibit-password",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"StrictModes no",
+		"UsePAM no",
+		"PrintMotd no",
+		"PrintLastLog no",
+		"PidFile " + filepath.Join(dir, "sshd.pid"),
+		"LogLevel INFO",
+		"",
+	}, "\n")
 }
