@@ -2,12 +2,15 @@ package soak
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/ferry-migrate/ferry/internal/testenv"
 	"github.com/ferry-migrate/ferry/testbed"
@@ -161,4 +164,43 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestSoakHosts soaks a workload of a running testbed round robin over
+// three hosts, and leaves the testbed (not its own) up.
+func TestSoakHosts(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "ip", "nsenter", "nft")
+	criu := testenv.CRIU(t)
+	ferry := ferryCLI(t, "h", criu.Path)
+	p := "h" + strconv.Itoa(os.Getpid()%10000)
+	if code, _, errOut := ferry("testbed", "up", "--hosts", "3"); code != 0 {
+		t.Fatalf("up: %s", errOut)
+	}
+	if code, _, errOut := ferry("testbed", "run", p+"1", "counter", "mem", "--memory", "16M"); code != 0 {
+		t.Fatalf("run: %s", errOut)
+	}
+	code, out, errOut := ferry("soak", "--hosts", "testbed:"+p+"1,testbed:"+p+"2,testbed:"+p+"3", "--workloads", "counter",
+		"--iterations", "4", "--mode", "stop-copy", "--work-dir", t.TempDir(), "--output", "json")
+	if code != 0 {
+		t.Fatalf("soak: exit %d\n%s", code, tail(errOut, 20))
+	}
+	var res Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("soak -o json: %v\n%s", err, out)
+	}
+	var hops []string
+	for _, r := range res.Records {
+		hops = append(hops, strings.TrimPrefix(r.From, p)+">"+strings.TrimPrefix(r.To, p))
+		if r.Outcome != OutcomeOK || r.VerifiedOn != r.To {
+			t.Errorf("move %+v", r)
+		}
+	}
+	if diff := cmp.Diff([]string{"1>2", "2>3", "3>1", "1>2"}, hops); diff != "" {
+		t.Errorf("round robin (-want +got):\n%s", diff)
+	}
+	// The testbed was the user's: still up, the workload on its last host.
+	if code, out, errOut := ferry("testbed", "verify", "counter"); code != 0 || !strings.Contains(out, "counter on "+p+"2: ok") {
+		t.Errorf("after the soak: exit %d %s%s", code, out, errOut)
+	}
 }
