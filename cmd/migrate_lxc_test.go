@@ -17,7 +17,7 @@ import (
 	"github.com/ferry-migrate/ferry/migrate/lxc"
 )
 
-// TestMigrateDaemonPair drives `ferry migrate lxd:NAME` and `ferry migrate
+// TestMigrateLXDIncusPair drives `ferry migrate lxd:NAME` and `ferry migrate
 // incus:NAME` between two real daemons (daemontest.Pair), there and back,
 // with the configuration that avoids the console failure: each run exits 0
 // with a journal whose result is ok, and the container runs on the target
@@ -28,7 +28,7 @@ import (
 // The CLI reaches each daemon as a host of its own: --from and --to name
 // hosts that run commands inside the daemon's network and mount namespaces
 // (daemontest.NSHost), where the daemon is at the packages' paths.
-func TestMigrateDaemonPair(t *testing.T) {
+func TestMigrateLXDIncusPair(t *testing.T) {
 	t.Cleanup(daemontest.Teardown)
 	for _, kind := range []string{migrate.KindLXD, migrate.KindIncus} {
 		t.Run(kind, func(t *testing.T) {
@@ -125,7 +125,7 @@ func TestMigrateDaemonPair(t *testing.T) {
 	}
 }
 
-func TestMigrateDaemonUsage(t *testing.T) {
+func TestMigrateLXDIncusUsage(t *testing.T) {
 	tests := []struct {
 		args []string
 		want string
