@@ -34,9 +34,9 @@ type LXCEnd struct {
 	// namespace). Faults are injected there, and bundles collect host
 	// artefacts there (else on Client.Host).
 	Daemon host.Host
-	// CRIU is the path of the criu the daemon runs (the first criu on the
-	// daemon's PATH), as Daemon sees it. FaultCRIUMissing needs it and
-	// Daemon.
+	// CRIU is the path of the criu the daemon runs, as Daemon sees it;
+	// empty means the first criu on the PATH of the daemon process found
+	// on Daemon (lxc.Client.DaemonCRIU). FaultCRIUMissing needs Daemon.
 	CRIU string
 }
 
@@ -117,13 +117,13 @@ func (b *LXCBed) end(name string) (*LXCEnd, error) {
 // Hosts are the two ends' names.
 func (b *LXCBed) Hosts() []string { return []string{b.Ends[0].Host, b.Ends[1].Host} }
 
-// Faults are the faults this bed injects: criu-missing when the target end
-// has Daemon and CRIU set. The daemon runs CRIU itself, so the bed cannot
-// cut the transfer link, kill ferry mid-dump or fill the image directory in
-// a way that tests ferry rather than the daemon.
+// Faults are the faults this bed injects: criu-missing when both ends have
+// Daemon set. The daemons run CRIU and carry the images themselves, so the
+// bed has no honest way yet to cut the transfer link, kill ferry mid-dump
+// (ferry does not dump) or fill the daemon's image directory.
 func (b *LXCBed) Faults() []string {
 	for _, e := range b.Ends {
-		if e.Daemon == nil || e.CRIU == "" {
+		if e.Daemon == nil {
 			return nil
 		}
 	}
@@ -300,10 +300,17 @@ func (b *LXCBed) Bundle(ctx context.Context, runID string) (string, error) {
 func (b *LXCBed) inject(ctx context.Context, fault string, to *LXCEnd) (func() error, string, error) {
 	switch fault {
 	case FaultCRIUMissing:
-		if to.Daemon == nil || to.CRIU == "" {
-			return nil, "", fmt.Errorf("soak bed: %s needs the target's daemon host and CRIU path", fault)
+		if to.Daemon == nil {
+			return nil, "", fmt.Errorf("soak bed: %s needs the target's daemon host", fault)
 		}
-		return criuMissing(ctx, to)
+		path := to.CRIU
+		if path == "" {
+			path = (&lxc.Client{Host: to.Daemon, Kind: b.Kind}).DaemonCRIU(ctx)
+		}
+		if path == "" {
+			return nil, "", fmt.Errorf("soak bed: %s: cannot tell which criu the %s daemon on %s runs", fault, b.Kind, to.Host)
+		}
+		return criuMissing(ctx, to.Daemon, to.Host, path)
 	}
 	return nil, "", fmt.Errorf("soak bed: %s daemons cannot have fault %q injected (only %s)", b.Kind, fault, strings.Join(b.Faults(), ", "))
 }
@@ -315,8 +322,7 @@ const criuMissingScript = "#!/bin/sh\necho 'ferry soak: injected fault criu-miss
 // runs, where the daemon sees it (its mount namespace or host); the
 // daemon's restore then cannot run CRIU. The undo unmounts it and removes
 // the script.
-func criuMissing(ctx context.Context, to *LXCEnd) (func() error, string, error) {
-	h := to.Daemon
+func criuMissing(ctx context.Context, h host.Host, name, criu string) (func() error, string, error) {
 	script := "/tmp/ferry-soak-fault-criu-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	if _, err := h.Run(ctx, []string{"tee", script}, host.RunOptions{Stdin: strings.NewReader(criuMissingScript)}); err != nil {
 		return nil, "", fmt.Errorf("soak bed: fault %s: %w", FaultCRIUMissing, err)
@@ -329,15 +335,15 @@ func criuMissing(ctx context.Context, to *LXCEnd) (func() error, string, error) 
 		_ = rm()
 		return nil, "", fmt.Errorf("soak bed: fault %s: %w", FaultCRIUMissing, err)
 	}
-	if _, err := h.Run(ctx, []string{"mount", "--bind", script, to.CRIU}, host.RunOptions{}); err != nil {
+	if _, err := h.Run(ctx, []string{"mount", "--bind", script, criu}, host.RunOptions{}); err != nil {
 		_ = rm()
 		return nil, "", fmt.Errorf("soak bed: fault %s: %w", FaultCRIUMissing, err)
 	}
 	undo := func() error {
-		_, err := h.Run(context.WithoutCancel(ctx), []string{"umount", to.CRIU}, host.RunOptions{})
+		_, err := h.Run(context.WithoutCancel(ctx), []string{"umount", criu}, host.RunOptions{})
 		return errors.Join(err, rm())
 	}
-	return undo, fmt.Sprintf("%s: %s on %s replaced by a script that fails", FaultCRIUMissing, to.CRIU, to.Host), nil
+	return undo, fmt.Sprintf("%s: %s on %s replaced by a script that fails", FaultCRIUMissing, criu, name), nil
 }
 
 // timings fills rec's timings from the move step and the CRIU logs the
