@@ -161,8 +161,9 @@ func (b *LXCBed) Where(ctx context.Context, workload string) (string, error) {
 
 // Move moves the instance with the runner's OpMove and fills rec from the
 // journal. A failed move is recorded (Exit 4, or 1 when refused at
-// preflight, with its bundle); only a broken bed returns an error.
-func (b *LXCBed) Move(ctx context.Context, m MoveSpec, rec *Record) error {
+// preflight, with its bundle); only a broken bed returns an error, a fault
+// that could not be undone included.
+func (b *LXCBed) Move(ctx context.Context, m MoveSpec, rec *Record) (err error) {
 	from, err := b.end(m.From)
 	if err != nil {
 		return err
@@ -183,6 +184,9 @@ func (b *LXCBed) Move(ctx context.Context, m MoveSpec, rec *Record) error {
 		defer func() {
 			if uerr := undo(); uerr != nil {
 				rec.Note += "; undoing the fault failed: " + uerr.Error()
+				if err == nil {
+					err = fmt.Errorf("soak bed: undo %s on %s: %w", m.Fault, to.Host, uerr)
+				}
 			}
 		}()
 	}
