@@ -37,8 +37,11 @@ type MigrateOptions struct {
 	// Host resolves the --to host spec (lxd and incus moves).
 	Host func(spec string) (host.Host, error)
 
-	Target   string
-	To       string
+	Target string
+	To     string
+	// From is the source daemon's host for lxd and incus targets (""
+	// means this host): its client runs the move.
+	From     string
 	Remote   string
 	Mode     string
 	Force    bool
@@ -72,9 +75,11 @@ migration is refused: lazy pages over the network fail with CRIU 4.2.1.
 
 TARGET is testbed:NAME (a workload of ` + "`ferry testbed run`" + `) and HOST a
 testbed host (testbed:tb2); or lxd:NAME / incus:NAME, moved live by the
-daemon to --remote (the remote's name as this host's client knows it) whose
-daemon runs on HOST, where ferry checks that the instance runs with its
-processes carried on and collects the target's CRIU logs.
+daemon to --remote (the remote's name as the source host's client knows it)
+whose daemon runs on HOST, where ferry checks that the instance runs with its
+processes carried on and collects the target's CRIU logs. The source daemon
+runs on this host unless --from names its host (ssh://...): ferry then runs
+the daemon's client there.
 
 TARGET pid:N is a process tree of this machine moved to HOST
 ssh://[user@]host[:port] (never to this machine itself). ferry copies its
@@ -94,7 +99,8 @@ otherwise the restore fails and the tree goes on here.`,
   ferry migrate testbed:counter --to testbed:tb1 --mode page-server --output json
   ferry migrate incus:c1 --to ssh://root@host2 --remote host2
   ferry migrate pid:4242 --to ssh://root@10.0.0.2
-  ferry migrate pid:4242 --to ssh://root@10.0.0.2:2222 --mode page-server --tcp-established`,
+  ferry migrate pid:4242 --to ssh://root@10.0.0.2:2222 --mode page-server --tcp-established
+  ferry migrate lxd:c1 --from ssh://root@host1 --to ssh://root@host2 --remote host2`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Target, opts.Format = args[0], f.Output
@@ -114,6 +120,7 @@ otherwise the restore fails and the tree goes on here.`,
 	}
 	fl := c.Flags()
 	fl.StringVar(&opts.To, "to", "", "host to move the workload to (testbed:NAME, ssh://[user@]host[:port])")
+	fl.StringVar(&opts.From, "from", "", "lxd and incus: the source daemon's host (default: this host)")
 	fl.StringVar(&opts.Remote, "remote", "", "lxd and incus: the target daemon's remote name on this host")
 	fl.StringVar(&opts.Mode, "mode", migrate.ModeStopCopy, "stop-copy or page-server")
 	fl.BoolVar(&opts.Force, "force", false, "migrate even when the compatibility check finds blockers")
@@ -190,6 +197,9 @@ func migrateRun(ctx context.Context, opts *MigrateOptions) error {
 	if isDaemonTarget(t) {
 		return migrateDaemonRun(ctx, opts, t)
 	}
+	if opts.From != "" {
+		return exit.Usagef("testbed workloads and pid trees are moved from the host they run on", "--from applies to lxd and incus targets only")
+	}
 	if t.Kind == migrate.KindPID {
 		return migrateHostRun(ctx, opts, t, to)
 	}
@@ -240,11 +250,19 @@ func migrateDaemonRun(ctx context.Context, opts *MigrateOptions, t migrate.Targe
 	if opts.Remote == "" {
 		return exit.Usagef("name the target daemon as this host's "+t.Kind+" client knows it: --remote NAME", "%s needs --remote", opts.Target)
 	}
+	var srcHost host.Host = host.Local{}
+	if opts.From != "" {
+		h, err := opts.Host(opts.From)
+		if err != nil {
+			return err
+		}
+		srcHost = h
+	}
 	dstHost, err := opts.Host(opts.To)
 	if err != nil {
 		return err
 	}
-	src, err := lxc.NewClient(host.Local{}, t)
+	src, err := lxc.NewClient(srcHost, t)
 	if err != nil {
 		return exit.New(exit.Usage, err)
 	}
@@ -254,5 +272,5 @@ func migrateDaemonRun(ctx context.Context, opts *MigrateOptions, t migrate.Targe
 	}
 	r := &lxc.Runner{Store: opts.Engine.Store, Command: opts.Engine.Command, Now: opts.Engine.Now}
 	j, err := r.Run(ctx, lxc.Op{Kind: lxc.OpMove, Client: src, Instance: t.Name, Dest: dst, DestRemote: opts.Remote})
-	return finishRun(ctx, opts.IO, opts.Format, opts.Report, j, err, host.Local{}, dstHost)
+	return finishRun(ctx, opts.IO, opts.Format, opts.Report, j, err, srcHost, dstHost)
 }

@@ -302,9 +302,13 @@ func Delete(t testing.TB, c *lxc.Client, name string) {
 		if c.Remote == "" && c.Kind == migrate.KindIncus {
 			_ = os.RemoveAll("/run/incus/" + name)
 		}
-		// Each CRIU restore leaves empty cgroups behind; rmdir removes
-		// only empty ones.
-		for _, pat := range []string{"/sys/fs/cgroup/*/lxc.payload." + name, "/sys/fs/cgroup/*/lxc.monitor." + name} {
+		// Each CRIU restore leaves empty cgroups behind (NAME-1, ... when
+		// a failed restore found NAME taken); rmdir removes only empty
+		// ones.
+		for _, pat := range []string{
+			"/sys/fs/cgroup/*/lxc.payload." + name, "/sys/fs/cgroup/*/lxc.monitor." + name,
+			"/sys/fs/cgroup/*/lxc.payload." + name + "-[0-9]*", "/sys/fs/cgroup/*/lxc.monitor." + name + "-[0-9]*",
+		} {
 			ds, _ := filepath.Glob(pat)
 			for _, d := range ds {
 				removeEmptyTree(d)

@@ -131,6 +131,11 @@ func (c *Client) preflight(ctx context.Context, op, name, wantStatus string, nee
 
 var errNoSnapshot = errors.New("snapshot has no saved state")
 
+// DaemonCRIU is the criu the daemon on the client's host runs: the first
+// on the daemon's PATH, or "" when the daemon process or its environment
+// cannot be read.
+func (c *Client) DaemonCRIU(ctx context.Context) string { return c.daemonCRIU(ctx) }
+
 // daemonCRIU is the criu the local daemon's PATH finds first, or "" when
 // the daemon process or its environment cannot be read (then the caller's
 // PATH decides).

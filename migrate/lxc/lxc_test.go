@@ -365,3 +365,43 @@ func TestMoveSourceDeleteRaceIsFinished(t *testing.T) {
 		t.Errorf("result %q workload %q", j.Result, j.Workload)
 	}
 }
+
+// Processes all there but held by a tracer (LXD 5.0.2 after a move whose
+// target could not run CRIU): the instance does not run, whatever its
+// status says.
+func TestVerifyRunningCatchesStoppedProcesses(t *testing.T) {
+	tests := []struct {
+		name, ps string
+		want     []Process
+	}{
+		{"running", "1\tinit \n6\tsh -c counter \n", nil},
+		{"traced", "stopped\t1\tt\n1\tinit \nstopped\t6\tt\n6\tsh -c counter \n", []Process{{1, "init (state t)"}, {6, "sh -c counter (state t)"}}},
+		{"stopped", "1\tinit \nstopped\t6\tT\n6\tsh -c counter \n", []Process{{6, "sh -c counter (state T)"}}},
+	}
+	for _, tt := range tests {
+		answers := map[string]fakeAnswer{
+			"lxc query a:/1.0/instances/c1/state": {out: `{"status":"Running","pid":42}`},
+			"lxc exec a:c1 -- sh -c " + psScript:  {out: tt.ps},
+		}
+		if tt.want == nil {
+			answers["lxc exec a:c1 -- touch /.ferry-verify-write"] = fakeAnswer{}
+			answers["lxc exec a:c1 -- rm -f /.ferry-verify-write"] = fakeAnswer{}
+		}
+		h := newFake(t, answers)
+		c := &Client{Host: h, Kind: migrate.KindLXD, Remote: "a"}
+		_, err := c.VerifyRunning(context.Background(), "c1", []Process{{1, "init"}, {6, "sh -c counter"}})
+		var se *StoppedError
+		if tt.want == nil {
+			if err != nil {
+				t.Errorf("%s: %v", tt.name, err)
+			}
+			continue
+		}
+		if !errors.As(err, &se) {
+			t.Fatalf("%s: error %v, want a StoppedError", tt.name, err)
+		}
+		if d := cmp.Diff(tt.want, se.Stopped); d != "" {
+			t.Errorf("%s: stopped (-want +got):\n%s", tt.name, d)
+		}
+	}
+}

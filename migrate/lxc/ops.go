@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/migrate"
 )
 
@@ -210,8 +212,7 @@ func (r *Runner) Run(ctx context.Context, op Op) (*migrate.Journal, error) {
 	if leftover {
 		if err := run.Step("delete-source-copy", hn, func(s *migrate.Step) error {
 			s.Notes = map[string]string{"why": "the daemon's move failed after the target took over (" + opErr.Error() + "); the target verified, so ferry deleted the stopped copy on the source"}
-			_, err := c.run(ctx, "delete", c.ref(op.Instance))
-			return err
+			return c.deleteWhenIdle(ctx, op.Instance, 30*time.Second)
 		}); err != nil {
 			where(r.afterFailure(ctx, op))
 			return fail("delete-source-copy", err)
@@ -448,6 +449,26 @@ func (r *Runner) afterFailure(ctx context.Context, op Op) string {
 		s += "; " + desc(op.Dest)
 	}
 	return s
+}
+
+// deleteWhenIdle deletes a stopped instance, trying again while the daemon
+// still holds the operation lock of the move's stop: LXD 5.0.2 reports the
+// instance Stopped while its "stop" operation has not ended yet ("Instance
+// is busy running a "stop" operation"), for a few seconds here.
+func (c *Client) deleteWhenIdle(ctx context.Context, name string, patience time.Duration) error {
+	deadline := time.Now().Add(patience)
+	for {
+		_, err := c.run(ctx, "delete", c.ref(name))
+		var ce *host.CommandError
+		if err == nil || !errors.As(err, &ce) || !strings.Contains(ce.Stderr, "is busy running") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

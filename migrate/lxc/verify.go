@@ -18,19 +18,64 @@ type Process struct {
 func (p Process) String() string { return strconv.Itoa(p.PID) + " " + p.Cmdline }
 
 // psScript lists the instance's processes from its /proc without ps (which
-// differs between busybox and procps): pid, a tab, the command line. It
-// leaves out itself and its children (tr). A fixed script: no data in it.
+// differs between busybox and procps): pid, a tab, the command line. A
+// process in a stopped state (T, or t: held by a tracer) gets a line
+// "stopped", pid, state before it. It leaves out itself and its children
+// (tr). A fixed script: no data in it.
 const psScript = `for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = $$ ] && continue; ` +
 	`read -r s < $d/stat 2>/dev/null || continue; s=${s##*) }; set -- $s; [ "$2" = $$ ] && continue; ` +
+	`case $1 in t|T) printf 'stopped\t%s\t%s\n' "$p" "$1";; esac; ` +
 	`printf '%s\t' "$p"; tr '\0' ' ' < $d/cmdline 2>/dev/null; echo; done`
 
 // Processes lists the processes running inside an instance.
 func (c *Client) Processes(ctx context.Context, name string) ([]Process, error) {
+	ps, _, err := c.processes(ctx, name)
+	return ps, err
+}
+
+// processes lists the processes and the pids of those stopped.
+func (c *Client) processes(ctx context.Context, name string) ([]Process, map[int]string, error) {
 	res, err := c.Exec(ctx, name, "sh", "-c", psScript)
 	if err != nil {
-		return nil, fmt.Errorf("list the processes of %s: %w", name, err)
+		return nil, nil, fmt.Errorf("list the processes of %s: %w", name, err)
 	}
-	return parseProcesses(string(res.Stdout)), nil
+	return parseProcesses(string(res.Stdout)), parseStopped(string(res.Stdout)), nil
+}
+
+// parseStopped reads psScript's "stopped" lines: pid -> state.
+func parseStopped(out string) map[int]string {
+	stopped := map[int]string{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 3 || f[0] != "stopped" {
+			continue
+		}
+		if n, err := strconv.Atoi(f[1]); err == nil {
+			stopped[n] = f[2]
+		}
+	}
+	return stopped
+}
+
+// StoppedError is an instance whose processes are all there but some do
+// not run: stopped, or held by a tracer. Measured with LXD 5.0.2: a move
+// whose target cannot run CRIU leaves the source's processes seized by the
+// source's CRIU dump, which never ends; the instance says Running.
+type StoppedError struct {
+	Instance, Where string
+	Stopped         []Process
+}
+
+func (e *StoppedError) Error() string {
+	var ps []string
+	for _, p := range e.Stopped {
+		ps = append(ps, p.String())
+	}
+	return fmt.Sprintf("instance %s on %s runs, but %d of its processes are stopped or held by a tracer (a CRIU that did not finish?): %s",
+		e.Instance, e.Where, len(e.Stopped), strings.Join(ps, "; "))
+}
+func (e *StoppedError) Hint() string {
+	return "look for a criu process still tracing them (TracerPid in /proc/PID/status); the run directory holds the daemons' logs"
 }
 
 func parseProcesses(out string) []Process {
@@ -209,7 +254,7 @@ func (c *Client) verifyRunning(ctx context.Context, name, after string, before [
 	if st.Status != "Running" {
 		return notes, &StatusMismatchError{Instance: name, Where: c.Name(), Status: st.Status, Want: "Running", After: after}
 	}
-	now, err := c.Processes(ctx, name)
+	now, stopped, err := c.processes(ctx, name)
 	switch {
 	case err != nil && before != nil:
 		return notes, err
@@ -231,6 +276,15 @@ func (c *Client) verifyRunning(ctx context.Context, name, after string, before [
 		}
 		notes["continuity"] = fmt.Sprintf("%d processes carried on", len(before))
 	}
+	if len(stopped) > 0 {
+		se := &StoppedError{Instance: name, Where: c.Name()}
+		for _, p := range now {
+			if st, ok := stopped[p.PID]; ok {
+				se.Stopped = append(se.Stopped, Process{PID: p.PID, Cmdline: p.Cmdline + " (state " + st + ")"})
+			}
+		}
+		return notes, se
+	}
 	if err := c.checkWritable(ctx, name); err != nil {
 		return notes, err
 	}
@@ -249,3 +303,15 @@ func (c *Client) instanceGone(ctx context.Context, name string) error {
 	}
 	return fmt.Errorf("instance %s is still on %s (%s) after the move", name, c.Name(), in.Status)
 }
+
+// VerifyRunning is the check the runner makes after an operation, on its
+// own: the instance runs, the processes of before (a list a run's
+// record-processes step noted, see DecodeProcesses) carried on, and its
+// root filesystem is writable. The notes say what was checked.
+func (c *Client) VerifyRunning(ctx context.Context, name string, before []Process) (map[string]string, error) {
+	return c.verifyRunning(ctx, name, "the last operation", before)
+}
+
+// DecodeProcesses reads a process list as a journal's record-processes and
+// verify steps note it ("processes").
+func DecodeProcesses(s string) []Process { return decodeProcesses(s) }
