@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/migrate"
 	"github.com/ferry-migrate/ferry/migrate/lxc"
+	"github.com/ferry-migrate/ferry/soak"
 )
 
 // TestMigrateLXDIncusPair drives `ferry migrate lxd:NAME` and `ferry migrate
@@ -100,6 +101,27 @@ func TestMigrateLXDIncusPair(t *testing.T) {
 				}
 			}
 
+			// ferry soak over the same pair: each round moves the
+			// instance to the other daemon, checked after every move.
+			soakArgs := []string{"soak", "--runtime", kind, "--hosts", specA + "," + specB, "--remotes", "a,b",
+				"--workloads", name, "--iterations", "2", "--output", "json"}
+			code, stdout, stderr := runWith(t, resolve, soakArgs...)
+			if code != exit.OK {
+				t.Fatalf("ferry %s: exit %d\n%s\n%s", strings.Join(soakArgs, " "), code, stderr, stdout)
+			}
+			var res soak.Result
+			if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+				t.Fatalf("soak result: %v\n%s", err, stdout)
+			}
+			if len(res.Records) != 2 || !res.Summary.OK() || res.Records[0].To != specB || res.Records[1].To != specA {
+				t.Errorf("soak: %+v", res)
+			}
+			for _, r := range res.Records {
+				if r.Outcome != soak.OutcomeOK || r.VerifiedOn != r.To || r.Downtime <= 0 {
+					t.Errorf("soak move %+v", r)
+				}
+			}
+
 			// A remote the source's client does not know: the move
 			// itself fails, nothing moved.
 			at, err := daemontest.Counter(context.Background(), a, name)
@@ -107,7 +129,7 @@ func TestMigrateLXDIncusPair(t *testing.T) {
 				t.Fatal(err)
 			}
 			args := []string{"migrate", target, "--from", specA, "--to", specB, "--remote", "nosuch"}
-			code, _, stderr := runWith(t, resolve, args...)
+			code, _, stderr = runWith(t, resolve, args...)
 			if code != exit.Migration {
 				t.Fatalf("ferry %s: exit %d, want %d\n%s", strings.Join(args, " "), code, exit.Migration, stderr)
 			}

@@ -13,11 +13,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferry-migrate/ferry/collect"
 	"github.com/ferry-migrate/ferry/internal/criubin"
 	"github.com/ferry-migrate/ferry/internal/exit"
 	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/internal/output"
 	"github.com/ferry-migrate/ferry/migrate"
+	"github.com/ferry-migrate/ferry/migrate/lxc"
 	"github.com/ferry-migrate/ferry/soak"
 	"github.com/ferry-migrate/ferry/testbed"
 )
@@ -31,13 +33,19 @@ type SoakOptions struct {
 	CRIU    func(ctx context.Context) (criubin.Info, error)
 	Testbed func() (*testbed.Testbed, error)
 	Store   migrate.Store
+	// Host resolves --hosts specs (the lxd and incus runtimes).
+	Host func(spec string) (host.Host, error)
+	// CRIUPath is --criu as given (bundles record the hosts' facts).
+	CRIUPath string
 
 	Iterations int
 	Duration   time.Duration
 	Workloads  []string
 	Hosts      []string
+	Remotes    []string
 	Runtime    string
 	Mode       string
+	ModeSet    bool
 	Inject     []string
 	Seed       uint64
 	KeepGoing  bool
@@ -76,6 +84,13 @@ fault once. Faults:
 A fault is survived when the workload runs and passes its check afterwards,
 on its source or on the target.
 
+--runtime lxd or incus soaks running instances (--workloads NAME,...)
+between the two daemons of --hosts (HOST,HOST: where each daemon and its
+client run, e.g. local,ssh://root@h2) with the daemons' own live move,
+verified by ferry (running, its processes carried on, its root file system
+writable). --remotes names each daemon as the other host's client knows it.
+The daemons only do stop-copy; the fault they can take is criu-missing.
+
 Failed moves get a bug-report bundle, linked from every report. Results:
 the summary on stdout (--output json for all of it), --junit (a testcase
 per move), --json (a JSON line per move as it ends, then the summary),
@@ -87,10 +102,12 @@ and no workload was lost; 4 otherwise.`,
 		Example: `  ferry soak --iterations 50 --junit soak.xml
   ferry soak --duration 10m --workloads mem=256M,tcp --inject all --html soak.html
   ferry soak --iterations 20 --inject link-cut@5:mem,kill-mid-dump --keep-going --json soak.jsonl
-  ferry soak --hosts testbed:tb1,testbed:tb2 --workloads counter --metrics /var/lib/node_exporter/ferry.prom`,
+  ferry soak --hosts testbed:tb1,testbed:tb2 --workloads counter --metrics /var/lib/node_exporter/ferry.prom
+  ferry soak --runtime incus --hosts local,ssh://root@h2 --remotes h1,h2 --workloads c1 --iterations 20`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Format, opts.Getenv, opts.Now, opts.Store = f.Output, f.Getenv, f.Now, f.runStore()
+			opts.Host, opts.CRIUPath, opts.ModeSet = f.Host, f.CRIUPath(), c.Flags().Changed("mode")
 			opts.CRIU = func(ctx context.Context) (criubin.Info, error) {
 				return criubin.Find(ctx, host.Local{}, f.CRIUPath())
 			}
@@ -109,7 +126,8 @@ and no workload was lost; 4 otherwise.`,
 	fl.DurationVar(&opts.Duration, "duration", 0, "soak this long instead (the last round finishes)")
 	fl.StringSliceVar(&opts.Workloads, "workloads", nil, "zoo workloads to soak: "+strings.Join(soak.DefaultZoo, ",")+" (mem=SIZE); with --hosts, workload names")
 	fl.StringSliceVar(&opts.Hosts, "hosts", nil, "hosts to move between, in order (testbed:NAME,...); default: a testbed of its own")
-	fl.StringVar(&opts.Runtime, "runtime", "criu", "criu (the testbed)")
+	fl.StringVar(&opts.Runtime, "runtime", "criu", "criu (testbed workloads), lxd or incus (instances moved between two daemons)")
+	fl.StringSliceVar(&opts.Remotes, "remotes", nil, "lxd and incus: each --hosts daemon's remote name as the other host's client knows it")
 	fl.StringVar(&opts.Mode, "mode", soak.ModeAlternate, "stop-copy, page-server, or alternate (odd rounds stop-copy, even page-server)")
 	fl.StringSliceVar(&opts.Inject, "inject", nil, "faults: FAULT, FAULT@N, FAULT@N:WORKLOAD or all (see above)")
 	fl.Uint64Var(&opts.Seed, "seed", 0, "seed for the random fault iterations (default: the clock; the summary records it)")
@@ -127,8 +145,15 @@ func soakRun(ctx context.Context, opts *SoakOptions) error {
 	if opts.Iterations <= 0 && opts.Duration <= 0 {
 		return exit.Usagef("give --iterations N or --duration D", "nothing to soak: no iterations and no duration")
 	}
-	if opts.Runtime != "criu" {
-		return exit.Usagef("the runtimes are: criu", "unknown runtime %q", opts.Runtime)
+	switch opts.Runtime {
+	case "criu":
+	case migrate.KindLXD, migrate.KindIncus:
+		if opts.ModeSet && opts.Mode != migrate.ModeStopCopy {
+			return exit.Usagef("leave --mode out, or give --mode stop-copy", "%s moves are the daemon's own stop-copy: --mode %s cannot be done", opts.Runtime, opts.Mode)
+		}
+		opts.Mode = migrate.ModeStopCopy
+	default:
+		return exit.Usagef("the runtimes are: criu, lxd, incus", "unknown runtime %q", opts.Runtime)
 	}
 	switch opts.Mode {
 	case migrate.ModeStopCopy, migrate.ModePageServer, soak.ModeAlternate:
@@ -142,6 +167,13 @@ func soakRun(ctx context.Context, opts *SoakOptions) error {
 	inject, err := soak.ParseInject(opts.Inject, opts.Iterations, rand.New(rand.NewPCG(seed, seed>>1)))
 	if err != nil {
 		return exit.New(exit.Usage, err)
+	}
+	if opts.Runtime != "criu" {
+		bed, err := daemonBed(opts)
+		if err != nil {
+			return err
+		}
+		return soakOn(ctx, opts, bed, opts.Workloads, inject, seed, "the runs of the failed moves are in "+opts.Store.Dir)
 	}
 	own := len(opts.Hosts) == 0
 	var specs []soak.WorkloadSpec
@@ -214,7 +246,39 @@ func soakRun(ctx context.Context, opts *SoakOptions) error {
 			return err
 		}
 	}
+	return soakOn(ctx, opts, bed, workloads, inject, seed, "the failed moves' bug-report bundles and runs are in "+work)
+}
 
+// daemonBed is the bed of the lxd and incus runtimes: two daemons, one on
+// each --hosts host.
+func daemonBed(opts *SoakOptions) (*soak.LXCBed, error) {
+	if len(opts.Hosts) != 2 || len(opts.Remotes) != 2 {
+		return nil, exit.Usagef("give --hosts HOST1,HOST2 (where each daemon runs) and --remotes R1,R2 (each daemon's remote name on the other host's client)",
+			"the %s runtime soaks between two daemons: want two hosts and two remote names, got %d and %d", opts.Runtime, len(opts.Hosts), len(opts.Remotes))
+	}
+	if len(opts.Workloads) == 0 {
+		return nil, exit.Usagef("name running instances: --workloads c1,c2", "the %s runtime needs --workloads", opts.Runtime)
+	}
+	var ends [2]soak.LXCEnd
+	for i, spec := range opts.Hosts {
+		h, err := opts.Host(spec)
+		if err != nil {
+			return nil, err
+		}
+		ends[i] = soak.LXCEnd{Host: spec, Client: &lxc.Client{Host: h, Kind: opts.Runtime}, Remote: opts.Remotes[i], Daemon: h}
+	}
+	bed, err := soak.NewLXCBed(opts.Runtime, ends[0], ends[1], opts.Store)
+	if err != nil {
+		return nil, exit.New(exit.Usage, err)
+	}
+	bed.Command, bed.Ferry, bed.Now = os.Args, version, opts.Now
+	bed.Collectors = []collect.Collector{factsCollector(opts.CRIUPath)}
+	return bed, nil
+}
+
+// soakOn runs the soak on bed and writes its results; failHint says where
+// the evidence of failed moves is.
+func soakOn(ctx context.Context, opts *SoakOptions, bed soak.Bed, workloads []string, inject []soak.Injection, seed uint64, failHint string) error {
 	var jsonl io.Writer
 	if opts.JSON != "" {
 		fj, err := os.Create(opts.JSON)
@@ -233,6 +297,10 @@ func soakRun(ctx context.Context, opts *SoakOptions) error {
 			}
 		}}
 	res, runErr := r.Run(ctx)
+	var ie *soak.InjectError
+	if errors.As(runErr, &ie) {
+		return exit.New(exit.Usage, runErr)
+	}
 	if res == nil {
 		return runErr
 	}
@@ -259,7 +327,7 @@ func soakRun(ctx context.Context, opts *SoakOptions) error {
 		return err
 	}
 	if !res.Summary.OK() {
-		hints := []string{"the failed moves' bug-report bundles and runs are in " + work}
+		hints := []string{failHint}
 		if opts.HTML != "" {
 			hints = append(hints, "the report: "+opts.HTML)
 		}

@@ -21,6 +21,9 @@ func TestSoakUsage(t *testing.T) {
 		{[]string{"soak", "--iterations", "0"}, "nothing to soak"},
 		{[]string{"soak", "--runtime", "docker"}, `unknown runtime "docker"`},
 		{[]string{"soak", "--hosts", "testbed:tb1,testbed:tb2"}, "--hosts needs --workloads"},
+		{[]string{"soak", "--runtime", "lxd", "--hosts", "local"}, "got 1 and 0"},
+		{[]string{"soak", "--runtime", "incus", "--hosts", "local,ssh://h2", "--remotes", "a,b"}, "needs --workloads"},
+		{[]string{"soak", "--runtime", "incus", "--mode", "page-server"}, "daemon's own stop-copy"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
