@@ -44,6 +44,7 @@ type SoakOptions struct {
 	Hosts      []string
 	Remotes    []string
 	Runtime    string
+	RuntimeSet bool
 	Mode       string
 	ModeSet    bool
 	Inject     []string
@@ -84,7 +85,8 @@ fault once. Faults:
 A fault is survived when the workload runs and passes its check afterwards,
 on its source or on the target.
 
---runtime lxd or incus soaks running instances (--workloads NAME,...)
+--runtime lxd or incus soaks running instances (--workloads NAME,... or
+lxd:NAME,...)
 between the two daemons of --hosts (HOST,HOST: where each daemon and its
 client run, e.g. local,ssh://root@h2) with the daemons' own live move,
 verified by ferry (running, its processes carried on, its root file system
@@ -107,7 +109,8 @@ and no workload was lost; 4 otherwise.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Format, opts.Getenv, opts.Now, opts.Store = f.Output, f.Getenv, f.Now, f.runStore()
-			opts.Host, opts.CRIUPath, opts.ModeSet = f.Host, f.CRIUPath(), c.Flags().Changed("mode")
+			opts.Host, opts.CRIUPath = f.Host, f.CRIUPath()
+			opts.ModeSet, opts.RuntimeSet = c.Flags().Changed("mode"), c.Flags().Changed("runtime")
 			opts.CRIU = func(ctx context.Context) (criubin.Info, error) {
 				return criubin.Find(ctx, host.Local{}, f.CRIUPath())
 			}
@@ -144,6 +147,21 @@ and no workload was lost; 4 otherwise.`,
 func soakRun(ctx context.Context, opts *SoakOptions) error {
 	if opts.Iterations <= 0 && opts.Duration <= 0 {
 		return exit.Usagef("give --iterations N or --duration D", "nothing to soak: no iterations and no duration")
+	}
+	// lxd:NAME and incus:NAME workloads name their runtime.
+	for i, w := range opts.Workloads {
+		t, err := migrate.ParseTarget(w)
+		if err != nil || !isDaemonTarget(t) {
+			continue
+		}
+		if t.Remote != "" {
+			return exit.Usagef("name the instance alone (lxd:c1): --hosts says where its daemon runs", "--workloads %s: a remote in a soak workload", w)
+		}
+		if opts.RuntimeSet && opts.Runtime != t.Kind {
+			return exit.Usagef("soak instances of one runtime, named as their daemons know them: --runtime incus --workloads c1,c2",
+				"--workloads %s: not an instance of the %s runtime between --hosts", w, opts.Runtime)
+		}
+		opts.Runtime, opts.RuntimeSet, opts.Workloads[i] = t.Kind, true, t.Name
 	}
 	switch opts.Runtime {
 	case "criu":

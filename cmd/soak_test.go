@@ -24,6 +24,10 @@ func TestSoakUsage(t *testing.T) {
 		{[]string{"soak", "--runtime", "lxd", "--hosts", "local"}, "got 1 and 0"},
 		{[]string{"soak", "--runtime", "incus", "--hosts", "local,ssh://h2", "--remotes", "a,b"}, "needs --workloads"},
 		{[]string{"soak", "--runtime", "incus", "--mode", "page-server"}, "daemon's own stop-copy"},
+		{[]string{"soak", "--workloads", "lxd:c1", "--hosts", "local"}, "the lxd runtime soaks between two daemons"},
+		{[]string{"soak", "--workloads", "lxd:c1,incus:c2"}, "not an instance of the lxd runtime"},
+		{[]string{"soak", "--runtime", "incus", "--workloads", "lxd:c1"}, "not an instance of the incus runtime"},
+		{[]string{"soak", "--workloads", "lxd:r1:c1"}, "a remote in a soak workload"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
