@@ -231,6 +231,11 @@ func soakRun(ctx context.Context, opts *SoakOptions) error {
 		}
 		tb.Log = opts.IO.ErrOut
 		fmt.Fprintf(opts.IO.ErrOut, "soak: bringing up testbed %s with %d workloads\n", tb.Prefix, len(specs))
+		hosts, companions, err := soak.StartTestbed(ctx, tb, specs)
+		tb.Log = nil
+		if err != nil {
+			return err
+		}
 		defer func() {
 			if rep, derr := tb.Down(context.WithoutCancel(ctx)); derr != nil {
 				fmt.Fprintf(opts.IO.ErrOut, "warning: soak: testbed down: %v\n", derr)
@@ -238,11 +243,6 @@ func soakRun(ctx context.Context, opts *SoakOptions) error {
 				_ = rep.WriteText(opts.IO.ErrOut)
 			}
 		}()
-		hosts, companions, err := soak.StartTestbed(ctx, tb, specs)
-		tb.Log = nil
-		if err != nil {
-			return err
-		}
 		bed.HostNames, bed.Companions = hosts, companions
 		workloads = nil
 		for _, s := range specs {

@@ -204,3 +204,27 @@ func TestSoakHosts(t *testing.T) {
 		t.Errorf("after the soak: exit %d %s%s", code, out, errOut)
 	}
 }
+
+// TestSoakLeavesOthersTestbed: a soak that cannot bring up its testbed
+// (one of that name is up: another soak's, or the user's) fails and leaves
+// that testbed alone.
+func TestSoakLeavesOthersTestbed(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "ip", "nsenter", "nft")
+	criu := testenv.CRIU(t)
+	ferry := ferryCLI(t, "o", criu.Path)
+	p := "o" + strconv.Itoa(os.Getpid()%10000)
+	if code, _, errOut := ferry("testbed", "up", "--hosts", "2"); code != 0 {
+		t.Fatalf("up: %s", errOut)
+	}
+	if code, _, errOut := ferry("testbed", "run", p+"1", "w", "threads"); code != 0 {
+		t.Fatalf("run: %s", errOut)
+	}
+	code, _, errOut := ferry("soak", "--iterations", "1", "--workloads", "threads", "--work-dir", t.TempDir())
+	if code == 0 || !strings.Contains(errOut, "up") {
+		t.Fatalf("soak over a testbed that is up: exit %d\n%s", code, errOut)
+	}
+	if code, out, errOut := ferry("testbed", "verify", "w"); code != 0 {
+		t.Errorf("the other testbed's workload after the refused soak: exit %d %s%s", code, out, errOut)
+	}
+}

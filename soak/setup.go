@@ -3,7 +3,6 @@ package soak
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/ferry-migrate/ferry/testbed"
@@ -68,8 +67,18 @@ func ParseWorkloads(items []string, parseSize func(string) (int64, error)) ([]Wo
 // StartTestbed brings up a testbed for a soak: two hosts to move between
 // (and a third for the TCP client when tcp is soaked), with every workload
 // launched on the first host and checked once. It returns the hosts to
-// move between and the companions to check with each workload.
+// move between and the companions to check with each workload. When it
+// fails after the testbed came up, it takes the testbed down again; a
+// testbed that was up before (another soak's) is never touched.
 func StartTestbed(ctx context.Context, tb *testbed.Testbed, specs []WorkloadSpec) ([]string, map[string][]string, error) {
+	hosts, companions, up, err := startTestbed(ctx, tb, specs)
+	if err != nil && up {
+		_, _ = tb.Down(context.WithoutCancel(ctx))
+	}
+	return hosts, companions, err
+}
+
+func startTestbed(ctx context.Context, tb *testbed.Testbed, specs []WorkloadSpec) (hosts []string, companions map[string][]string, up bool, err error) {
 	n := 2
 	hasTCP := false
 	for _, w := range specs {
@@ -79,20 +88,20 @@ func StartTestbed(ctx context.Context, tb *testbed.Testbed, specs []WorkloadSpec
 		}
 	}
 	if _, err := tb.Up(ctx, n); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	hosts := []string{tb.HostName(1), tb.HostName(2)}
-	companions := map[string][]string{}
+	hosts = []string{tb.HostName(1), tb.HostName(2)}
+	companions = map[string][]string{}
 	for _, w := range specs {
 		req := testbed.RunRequest{Host: hosts[0], Name: w.Name(), Zoo: w.Zoo, Memory: w.Memory}
 		if _, err := tb.Run(ctx, req); err != nil {
-			return nil, nil, fmt.Errorf("start %s: %w", w.Zoo, err)
+			return nil, nil, true, fmt.Errorf("start %s: %w", w.Zoo, err)
 		}
 	}
 	if hasTCP {
 		client := "tcp-client"
 		if _, err := tb.Run(ctx, testbed.RunRequest{Host: tb.HostName(3), Name: client, Zoo: "tcp-client", Args: []string{"tcp"}, Net: testbed.NetHost}); err != nil {
-			return nil, nil, fmt.Errorf("start the TCP client: %w", err)
+			return nil, nil, true, fmt.Errorf("start the TCP client: %w", err)
 		}
 		companions["tcp"] = []string{client}
 	}
@@ -100,23 +109,12 @@ func StartTestbed(ctx context.Context, tb *testbed.Testbed, specs []WorkloadSpec
 		for _, name := range append([]string{w.Name()}, companions[w.Name()]...) {
 			r, err := tb.Verify(ctx, name)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, true, err
 			}
 			if !r.OK {
-				return nil, nil, fmt.Errorf("%s does not pass its check before the soak: %s", name, strings.Join(r.Problems, "; "))
+				return nil, nil, true, fmt.Errorf("%s does not pass its check before the soak: %s", name, strings.Join(r.Problems, "; "))
 			}
 		}
 	}
-	return hosts, companions, nil
-}
-
-// FormatSize prints a byte count the way ParseWorkloads reads it.
-func FormatSize(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return strconv.FormatInt(n>>30, 10) + "G"
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return strconv.FormatInt(n>>20, 10) + "M"
-	}
-	return strconv.FormatInt(n, 10)
+	return hosts, companions, true, nil
 }
