@@ -498,6 +498,47 @@ func TestSSHRemote(t *testing.T) {
 		assertNoImages(t, j)
 	})
 
+	t.Run("link-cut", func(t *testing.T) {
+		// The link to the target goes down while pages stream to its
+		// page server: the guard breaks the stalled transfer, CRIU fails
+		// the dump and resumes the tree, and once the link is back the
+		// target is cleaned.
+		defer func(d time.Duration) { remote.StallTimeout = d }(remote.StallTimeout)
+		remote.StallTimeout = 3 * time.Second
+		c := startCounter(t, t.TempDir(), t.TempDir(), 256)
+		runs := os.Getenv("FERRY_RUNS")
+		before := mustGlob(t, filepath.Join(runs, "*"))
+		cut := make(chan struct{})
+		go func() {
+			defer close(cut)
+			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+				logs, _ := filepath.Glob(filepath.Join(runs, "*", "dump.log"))
+				for _, l := range logs {
+					if contains(before, filepath.Dir(l)) {
+						continue
+					}
+					if data, _ := os.ReadFile(l); strings.Contains(string(data), "page-xfer") || strings.Contains(string(data), "Dumping pages") {
+						_ = exec.Command("ip", "link", "set", b.d.Link, "down").Run()
+						// Back once the guard had its chance, so that
+						// the rollback reaches the target.
+						time.Sleep(remote.StallTimeout + 2*time.Second)
+						_ = exec.Command("ip", "link", "set", b.d.Link, "up").Run()
+						return
+					}
+				}
+			}
+		}()
+		code, j, errOut := b.ferry(t, "migrate", fmt.Sprintf("pid:%d", c.cmd.Process.Pid), "--to", spec, "--mode", migrate.ModePageServer,
+			"--skip-check", "--page-server-port", "27998")
+		<-cut
+		if code != exit.Migration || j.Result == migrate.RunOK || !strings.Contains(errOut, "stalled") {
+			t.Fatalf("migrate with the link cut: exit %d, %s; want 4 and the stall named\n%s", code, j.Result, errOut)
+		}
+		t.Logf("link cut: %s", stepTimes(j))
+		c.waitAbove(t, c.value(), "after the link cut, on the source")
+		b.assertClean(t)
+	})
+
 	t.Run("tcp-rollback", func(t *testing.T) {
 		// A tree with an established connection cannot be continued
 		// after a failed move (CRIU put its socket in repair mode):

@@ -426,56 +426,5 @@ var StallTimeout = 10 * time.Second
 // source host (ss -K, SOCK_DESTROY). CRIU's write then fails, CRIU fails the
 // dump and resumes the tree, and the engine reports the failure.
 func (p *Placement) Guard(ctx context.Context) func() string {
-	if p.ps == nil {
-		return func() string { return "" }
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan string, 1)
-	go func() {
-		filter := []string{"dst", p.ps.Address, "dport", "=", strconv.Itoa(p.ps.Port)}
-		var last string
-		lastMove := time.Now()
-		for {
-			select {
-			case <-ctx.Done():
-				done <- ""
-				return
-			case <-time.After(250 * time.Millisecond):
-			}
-			out, err := host.Output(ctx, p.SourceHost(), append([]string{"ss", "-tinH"}, filter...)...)
-			if err != nil {
-				continue
-			}
-			// A connection still being made (SYN-SENT) has no bytes
-			// acknowledged yet: its state is its progress.
-			progress := ackedBytes(string(out))
-			if f := strings.Fields(string(out)); len(f) > 0 {
-				progress = f[0] + " " + progress
-			}
-			if progress != last {
-				last, lastMove = progress, time.Now()
-				continue
-			}
-			if progress != "" && time.Since(lastMove) > StallTimeout {
-				_, _ = p.SourceHost().Run(ctx, append([]string{"ss", "-K"}, filter...), host.RunOptions{})
-				done <- fmt.Sprintf("the memory transfer to %s stalled for %s: its connection was closed", p.dst.Name, StallTimeout)
-				return
-			}
-		}
-	}()
-	return func() string {
-		cancel()
-		return <-done
-	}
-}
-
-// ackedBytes is the bytes_acked figure of `ss -tin` output ("" when no
-// connection is listed).
-func ackedBytes(ss string) string {
-	for _, f := range strings.Fields(ss) {
-		if v, ok := strings.CutPrefix(f, "bytes_acked:"); ok {
-			return v
-		}
-	}
-	return ""
+	return migrate.WatchPageServer(ctx, p.SourceHost(), p.ps, p.dst.Name, StallTimeout)
 }

@@ -77,7 +77,23 @@ type Placement struct {
 	psLogFetched bool
 }
 
-var _ migrate.Placement = (*Placement)(nil)
+var (
+	_ migrate.Placement = (*Placement)(nil)
+	_ migrate.Guard     = (*Placement)(nil)
+)
+
+// StallTimeout is how long a page-server transfer to the target may make
+// no progress before the guard breaks it.
+var StallTimeout = 10 * time.Second
+
+// Guard watches the dump's connection to the target's page server
+// (page-server mode): a transfer that stopped moving (the link to the
+// target is down) is broken after StallTimeout, so that CRIU fails the
+// dump and resumes the tree instead of holding it frozen while TCP
+// retries for many minutes.
+func (p *Placement) Guard(ctx context.Context) func() string {
+	return migrate.WatchPageServer(ctx, p.Source, p.ps, p.Dest.Name(), StallTimeout)
+}
 
 // DefaultPageServerPort is the page server's port for the tree of pid
 // when none is given.
