@@ -109,13 +109,8 @@ func TestKilledMidDump(t *testing.T) {
 // criuAlive reports whether a criu process carrying mark in its
 // environment runs.
 func criuAlive(mark string) bool {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/comm")
-		if err != nil || strings.TrimSpace(string(b)) != "criu" {
-			continue
-		}
-		env, _ := os.ReadFile("/proc/" + e.Name() + "/environ")
+	for _, pid := range migrate.CRIUProcesses() {
+		env, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
 		for _, kv := range strings.Split(string(env), "\x00") {
 			if kv == mark {
 				return true

@@ -212,8 +212,8 @@ func (b *sshBed) assertClean(t *testing.T) {
 	if out := b.remote(t, "nft", "list", "tables"); strings.Contains(out, "CRIU-") {
 		t.Errorf("CRIU lock table left on the remote:\n%s", out)
 	}
-	if out := b.remote(t, "ps", "-e", "-o", "comm="); strings.Contains(out, "criu") {
-		t.Errorf("a criu process left on the remote:\n%s", out)
+	if left := criuProcesses(b.remote(t, "ps", "-e", "-o", "args=")); len(left) > 0 {
+		t.Errorf("criu processes left on the remote:\n%s", strings.Join(left, "\n"))
 	}
 	if ents, _ := os.ReadDir(b.remoteDir); len(ents) != 0 {
 		t.Errorf("the remote's directory shows on this machine: %v", ents)
@@ -539,6 +539,48 @@ func TestSSHRemote(t *testing.T) {
 		b.assertClean(t)
 	})
 
+	t.Run("recover", func(t *testing.T) {
+		// ferry died mid-move (SIGKILL, a reboot): the target holds the
+		// run's directory and a page server, the source tree is left
+		// stopped. `ferry runs recover` cleans the target and continues
+		// the tree here.
+		c := startCounter(t, t.TempDir(), t.TempDir(), 16)
+		pid := c.cmd.Process.Pid
+		store := migrate.Store{Dir: os.Getenv("FERRY_RUNS")}
+		run, err := store.Create("migrate", time.Now(), migrate.Journal{Target: fmt.Sprintf("pid:%d", pid), Source: "local", Dest: spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := b.hostFn(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &remote.Placement{Source: host.Local{}, Dest: h, PID: pid, Mode: migrate.ModePageServer, Exe: testenv.FerryBinary(t),
+			Dir: b.remoteDir, PageServerAddress: b.d.Addr, PageServerPort: 27997, CRIU: testenv.CRIU(t).Path}
+		if _, err := p.Prepare(context.Background(), store.RunDir(run.ID())); err != nil {
+			t.Fatal(err)
+		}
+		if ps := criuProcesses(b.remote(t, "ps", "-e", "-o", "args=")); len(ps) != 1 || !strings.Contains(ps[0], "page-server") {
+			t.Fatalf("no page server on the remote after Prepare: %q", ps)
+		}
+		_ = syscall.Kill(pid, syscall.SIGSTOP)
+		_ = run.Update(func(j *migrate.Journal) {
+			j.Steps = append(j.Steps, migrate.Step{Name: migrate.StepDump, Host: "local", Start: time.Now(), Result: migrate.StepRunning})
+		})
+		b.copied = true
+		code, out, errOut := runWith(t, b.hostFn, "runs", "recover", run.ID(), "--output", "json")
+		var j migrate.Journal
+		if code != exit.OK || json.Unmarshal([]byte(out), &j) != nil || j.Result != migrate.RunRecovered {
+			t.Fatalf("runs recover: exit %d\n%s%s", code, out, errOut)
+		}
+		last := j.Steps[len(j.Steps)-1]
+		if !strings.Contains(last.Notes["target"], "killed its page server") {
+			t.Errorf("recover step notes %v", last.Notes)
+		}
+		c.waitAbove(t, c.value(), "after recover, on the source")
+		b.assertClean(t)
+	})
+
 	t.Run("tcp-rollback", func(t *testing.T) {
 		// A tree with an established connection cannot be continued
 		// after a failed move (CRIU put its socket in repair mode):
@@ -673,4 +715,22 @@ func BenchmarkMigrateSSH(b *testing.B) {
 			b.ReportMetric(ms(restore), "restore-ms/op")
 		})
 	}
+}
+
+// criuProcesses picks the criu processes from `ps -o args=` output: criu
+// itself, or criu run by its own loader (the project's install runs
+// `ld-linux-x86-64.so.2 ... /opt/ferry/criu/usr/sbin/criu`, whose comm
+// is ld-linux-x86-64).
+func criuProcesses(ps string) []string {
+	var out []string
+	for _, l := range strings.Split(ps, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		if filepath.Base(f[0]) == "criu" || (strings.Contains(f[0], "ld-linux") && strings.Contains(l, "sbin/criu ")) {
+			out = append(out, l)
+		}
+	}
+	return out
 }

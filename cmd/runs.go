@@ -11,6 +11,7 @@ import (
 	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/internal/output"
 	"github.com/ferry-migrate/ferry/migrate"
+	"github.com/ferry-migrate/ferry/migrate/remote"
 	"github.com/ferry-migrate/ferry/testbed"
 )
 
@@ -58,7 +59,9 @@ that is gone is restored from the run's images when its dump finished.
 A testbed move is finished (the workload was already adopted on the
 target: the stopped source goes) or undone (the source continues, or is
 restored from its images when its TCP sockets were left in repair mode,
-and the target is cleaned). A run that ended cleanly has nothing to recover (exit 0).`,
+and the target is cleaned). A move of a pid:N tree to an SSH host has its
+target cleaned (the page server, an unverified restored copy, the run's
+directory) before the tree is brought back here. A run that ended cleanly has nothing to recover (exit 0).`,
 		Example: `  ferry runs recover 20261129T190501-checkpoint-a1b2c3`,
 		Args:    usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -84,6 +87,16 @@ func runsRecoverRun(ctx context.Context, f *Factory, opts *RunsOptions) error {
 		tb.CRIU = d.Path
 		rec.Resume = func(ctx context.Context, j *migrate.Journal) (string, error) {
 			return tb.RecoverMove(ctx, opts.Store.RunDir(j.ID))
+		}
+	}
+	if dest := remote.RecordedTarget(opts.Store.RunDir(opts.ID)); dest != "" {
+		h, err := f.Host(dest)
+		if err != nil {
+			return err
+		}
+		defer closeHost(h)
+		rec.CleanTarget = func(ctx context.Context, j *migrate.Journal) (string, error) {
+			return remote.CleanTarget(ctx, h, opts.Store.RunDir(j.ID), j)
 		}
 	}
 	j, err := e.Recover(ctx, opts.ID, rec)

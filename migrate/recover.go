@@ -23,6 +23,10 @@ type Recovery struct {
 	// interrupted migration (the testbed's placement); it returns where
 	// the workload runs.
 	Resume func(ctx context.Context, j *Journal) (string, error)
+	// CleanTarget, when set, removes what an interrupted move left on its
+	// target (a move to another host) before the source is brought back;
+	// it returns what it did.
+	CleanTarget func(ctx context.Context, j *Journal) (string, error)
 }
 
 // NothingToRecoverError says the run ended cleanly.
@@ -81,6 +85,16 @@ func (e *Engine) recover(ctx context.Context, run *Run, j *Journal, rec Recovery
 	if rec.Resume != nil {
 		return rec.Resume(ctx, j)
 	}
+	if rec.CleanTarget != nil {
+		did, err := rec.CleanTarget(ctx, j)
+		if err != nil {
+			return "", fmt.Errorf("clean the target: %w", err)
+		}
+		if s.Notes == nil {
+			s.Notes = map[string]string{}
+		}
+		s.Notes["target"] = did
+	}
 	t, err := ParseTarget(j.Target)
 	if err != nil || t.Kind != KindPID {
 		return "", fmt.Errorf("cannot recover %q targets without their runtime", j.Target)
@@ -104,7 +118,10 @@ func (e *Engine) recover(ctx context.Context, run *Run, j *Journal, rec Recovery
 		for _, p := range ProcessTree(t.PID) {
 			_ = syscall.Kill(p, syscall.SIGCONT)
 		}
-		s.Notes = map[string]string{"continued": strconv.Itoa(t.PID)}
+		if s.Notes == nil {
+			s.Notes = map[string]string{}
+		}
+		s.Notes["continued"] = strconv.Itoa(t.PID)
 		return fmt.Sprintf("pid:%d on %s (continued)", t.PID, rec.Host.Name()), nil
 	default:
 		return fmt.Sprintf("pid:%d on %s (running)", t.PID, rec.Host.Name()), nil
@@ -150,16 +167,4 @@ func ProcessTree(pid int) []int {
 }
 
 // criuRunning reports whether any criu process runs on this machine.
-func criuRunning() bool {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/comm")
-		if err == nil && strings.TrimSpace(string(b)) == "criu" {
-			return true
-		}
-	}
-	return false
-}
+func criuRunning() bool { return len(CRIUProcesses()) > 0 }

@@ -139,17 +139,8 @@ func waitNoCRIU(netnsPath string, d time.Duration) int {
 }
 
 func criuIn(netnsIno uint64) int {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		comm, err := os.ReadFile("/proc/" + e.Name() + "/comm")
-		if err != nil || strings.TrimSpace(string(comm)) != "criu" || procStateOf(pid) == "Z" {
-			continue
-		}
-		if ino, err := nsInode("/proc/" + e.Name() + "/ns/net"); err == nil && ino == netnsIno {
+	for _, pid := range migrate.CRIUProcesses() {
+		if ino, err := nsInode("/proc/" + strconv.Itoa(pid) + "/ns/net"); err == nil && ino == netnsIno {
 			return pid
 		}
 	}

@@ -136,6 +136,13 @@ func (p *Placement) Prepare(ctx context.Context, runDir string) (migrate.Restore
 	}
 	p.remoteDir = path.Join(p.dir(), "remote", filepath.Base(runDir))
 	p.remoteImgs = path.Join(p.remoteDir, "images")
+	if p.Mode == migrate.ModePageServer {
+		p.psPidFile = path.Join(p.remoteDir, "page-server.pid")
+	}
+	// What `ferry runs recover` needs if this ferry dies mid-move.
+	if err := p.save(); err != nil {
+		return migrate.RestoreRequest{}, err
+	}
 	if _, err := p.Dest.Run(ctx, []string{"mkdir", "-p", "-m", "0700", "--", p.remoteImgs}, host.RunOptions{}); err != nil {
 		return migrate.RestoreRequest{}, fmt.Errorf("make the images directory on %s: %w", p.Dest.Name(), err)
 	}
@@ -156,7 +163,6 @@ func (p *Placement) Prepare(ctx context.Context, runDir string) (migrate.Restore
 		if criuBin == "" {
 			criuBin = "criu"
 		}
-		p.psPidFile = path.Join(p.remoteDir, "page-server.pid")
 		_, err := p.Dest.Run(ctx, []string{criuBin, "page-server", "-D", p.remoteImgs,
 			"--address", p.PageServerAddress, "--port", strconv.Itoa(port), "-d", "--pidfile", p.psPidFile,
 			"-o", path.Join(p.remoteDir, "page-server.log"), "-v4"}, host.RunOptions{Timeout: 30 * time.Second})
