@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -51,28 +50,11 @@ type NamespacedSSHD struct {
 // unshare, nsenter and ip; without them the test skips (fails in CI).
 func StartNamespacedSSHD(t testing.TB, config ...string) *NamespacedSSHD {
 	t.Helper()
-	testenv.RequireRoot(t)
-	sshd := testenv.RequireCommand(t, "sshd", "ssh", "ssh-keygen")
 	testenv.RequireCommand(t, "unshare", "nsenter", "ip")
-	u, err := user.Current()
-	if err != nil {
-		t.Fatalf("current user: %v", err)
-	}
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		t.Fatalf("create /run/sshd: %v", err)
-	}
-	dir := t.TempDir()
-	d := &NamespacedSSHD{SSHD: SSHD{Dir: dir, Port: NamespacedPort}}
-	hostPriv, hostPub := GenerateKey(t, dir, "ssh_host_ed25519_key")
-	d.HostKey = hostPub
-	var userPub string
-	d.UserKey, userPub = GenerateKey(t, dir, "id_ed25519")
-	writeFile(t, filepath.Join(dir, "authorized_keys"), userPub+"\n")
-	clientConfig := filepath.Join(dir, "ssh_config")
-	writeFile(t, clientConfig, strings.Join([]string{
-		"IdentityAgent none", "GlobalKnownHostsFile /dev/null", "UpdateHostKeys no",
-		"PasswordAuthentication no", "KbdInteractiveAuthentication no", "",
-	}, "\n"))
+	sshd, u, base, hostPriv, clientConfig := prepareSSHD(t)
+	base.Port = NamespacedPort
+	d := &NamespacedSSHD{SSHD: *base}
+	dir := base.Dir
 	configFile := filepath.Join(dir, "sshd_config")
 	// The namespace has only lo and the test's link.
 	writeFile(t, configFile, sshdConfig(config, NamespacedPort, "0.0.0.0", dir, hostPriv))

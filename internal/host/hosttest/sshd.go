@@ -67,37 +67,8 @@ type SSHD struct {
 // blocks.
 func StartSSHD(t testing.TB, config ...string) *SSHD {
 	t.Helper()
-	testenv.RequireRoot(t)
-	sshd := testenv.RequireCommand(t, "sshd", "ssh", "ssh-keygen")
-	u, err := user.Current()
-	if err != nil {
-		t.Fatalf("current user: %v", err)
-	}
-	// The privilege separation directory, normally made by the service
-	// unit.
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		t.Fatalf("create /run/sshd: %v", err)
-	}
-
-	dir := t.TempDir()
-	d := &SSHD{Dir: dir}
-	hostPriv, hostPub := GenerateKey(t, dir, "ssh_host_ed25519_key")
-	d.HostKey = hostPub
-	var userPub string
-	d.UserKey, userPub = GenerateKey(t, dir, "id_ed25519")
-	writeFile(t, filepath.Join(dir, "authorized_keys"), userPub+"\n")
-
-	// A client config that keeps the machine's ~/.ssh, agent and global
-	// known hosts out of the tests.
-	clientConfig := filepath.Join(dir, "ssh_config")
-	writeFile(t, clientConfig, strings.Join([]string{
-		"IdentityAgent none",
-		"GlobalKnownHostsFile /dev/null",
-		"UpdateHostKeys no",
-		"PasswordAuthentication no",
-		"KbdInteractiveAuthentication no",
-		"",
-	}, "\n"))
+	sshd, u, d, hostPriv, clientConfig := prepareSSHD(t)
+	dir := d.Dir
 
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -293,4 +264,41 @@ func sshdConfig(config []string, port int, listen, dir, hostKey string) string {
 		"LogLevel INFO",
 		"",
 	}, "\n")
+}
+
+// prepareSSHD checks what a test sshd needs and writes its files into a
+// new temporary directory: host and user keys, authorized_keys, and a
+// client config that keeps the machine's ~/.ssh, agent and global known
+// hosts out of the tests. It returns sshd's path, the user, the SSHD with
+// Dir and keys set, the host key's path and the client config's path.
+func prepareSSHD(t testing.TB) (sshd string, u *user.User, d *SSHD, hostPriv, clientConfig string) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	sshd = testenv.RequireCommand(t, "sshd", "ssh", "ssh-keygen")
+	u, err := user.Current()
+	if err != nil {
+		t.Fatalf("current user: %v", err)
+	}
+	// The privilege separation directory, normally made by the service
+	// unit.
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		t.Fatalf("create /run/sshd: %v", err)
+	}
+	dir := t.TempDir()
+	d = &SSHD{Dir: dir}
+	var hostPub, userPub string
+	hostPriv, hostPub = GenerateKey(t, dir, "ssh_host_ed25519_key")
+	d.HostKey = hostPub
+	d.UserKey, userPub = GenerateKey(t, dir, "id_ed25519")
+	writeFile(t, filepath.Join(dir, "authorized_keys"), userPub+"\n")
+	clientConfig = filepath.Join(dir, "ssh_config")
+	writeFile(t, clientConfig, strings.Join([]string{
+		"IdentityAgent none",
+		"GlobalKnownHostsFile /dev/null",
+		"UpdateHostKeys no",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"",
+	}, "\n"))
+	return sshd, u, d, hostPriv, clientConfig
 }
