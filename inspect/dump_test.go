@@ -2,7 +2,6 @@ package inspect
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -19,8 +18,6 @@ import (
 	"github.com/ferry-migrate/ferry/migrate"
 	"github.com/ferry-migrate/ferry/migrate/criu"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files and the seed images")
 
 // memWorkload makes the test binary a process holding memBytes of
 // touched memory: the "mem" workload of the dumps below.

@@ -7,32 +7,9 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
+	goldenfile "github.com/ferry-migrate/ferry/internal/golden"
 	"github.com/ferry-migrate/ferry/internal/output"
 )
-
-// golden compares got with testdata/golden/name, or rewrites it (-update).
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if d := cmp.Diff(string(want), string(got)); d != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, d)
-	}
-}
 
 // TestGolden dumps each workload with CRIU and compares what inspect
 // shows of it, as text and JSON, after normalising what changes per run.
@@ -111,4 +88,10 @@ func TestMemoryMatchesPages(t *testing.T) {
 			t.Logf("%s: %d pages, %d bytes", name, c.Summary.Pages, c.Summary.Bytes)
 		})
 	}
+}
+
+// golden compares got with testdata/golden/name (go test -update rewrites it).
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	goldenfile.Check(t, filepath.Join("testdata", "golden", name), got)
 }

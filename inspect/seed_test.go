@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	goldenfile "github.com/ferry-migrate/ferry/internal/golden"
 )
 
 // seedDir is a real checkpoint of `sleep 1000` holding a deleted-but-open
@@ -15,7 +17,7 @@ const seedDir = "testdata/images/sleep-ghost"
 // TestSeedImages checks the committed images, so that this package's
 // decoding is tested without root or CRIU; with -update it dumps them anew.
 func TestSeedImages(t *testing.T) {
-	if *update {
+	if *goldenfile.Update {
 		dir := dump(t, workloads(t)["files"]())
 		if err := os.RemoveAll(seedDir); err != nil {
 			t.Fatal(err)

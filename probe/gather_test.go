@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,12 +13,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	goldenfile "github.com/ferry-migrate/ferry/internal/golden"
 	"github.com/ferry-migrate/ferry/internal/host"
 	"github.com/ferry-migrate/ferry/probe"
 	"github.com/ferry-migrate/ferry/probe/probetest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
 
 // gatherDir probes a composed captured host and names it after the variant
 // so that the result does not depend on the temporary path.
@@ -32,27 +30,6 @@ func gatherDir(t testing.TB, base, variant string) *probe.Facts {
 	}
 	f.Host = "dir:" + filepath.Base(dir)
 	return f
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got; go test -update rewrites it):\n%s", path, diff)
-	}
 }
 
 // TestGatherCaptured probes the real capture of this machine and its
@@ -368,4 +345,10 @@ func TestGatherDiskImage(t *testing.T) {
 	if f.Known(probe.KeyKernelRelease) {
 		t.Errorf("release %q chosen among two kernels", f.Kernel.Release)
 	}
+}
+
+// golden compares got with testdata/golden/name (go test -update rewrites it).
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	goldenfile.Check(t, filepath.Join("testdata", "golden", name), got)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,12 +12,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	goldenfile "github.com/ferry-migrate/ferry/internal/golden"
 	"github.com/ferry-migrate/ferry/internal/testenv"
 	"github.com/ferry-migrate/ferry/migrate"
 	"github.com/ferry-migrate/ferry/report/bundle"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 var created = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 
@@ -114,23 +112,6 @@ func build(t *testing.T) *Report {
 		t.Fatal(err)
 	}
 	return Build(b, Options{})
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got):\n%s", name, diff)
-	}
 }
 
 func TestReportGolden(t *testing.T) {
@@ -241,4 +222,10 @@ func TestHTMLInChromium(t *testing.T) {
 	if strings.Contains(dom, "<script") {
 		t.Error("the DOM holds a script element")
 	}
+}
+
+// golden compares got with testdata/name (go test -update rewrites it).
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	goldenfile.Check(t, filepath.Join("testdata", name), got)
 }
