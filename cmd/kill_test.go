@@ -17,16 +17,6 @@ import (
 
 func init() { testenv.HoldMemoryIfAsked() }
 
-func procState(pid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return ""
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return s[i+2 : i+3]
-}
-
 // TestKilledMidDump kills ferry with SIGKILL while CRIU dumps a 512 MiB
 // process: the workload must keep running (CRIU resumes what it froze when
 // its client goes away), nothing of CRIU may be left behind, and
@@ -71,10 +61,10 @@ func TestKilledMidDump(t *testing.T) {
 	_ = f.Wait()
 
 	// CRIU notices its client is gone, fails the dump and resumes the tree.
-	for i := 0; i < 500 && (criuAlive(mark) || procState(pid) == "t" || procState(pid) == "T"); i++ {
+	for i := 0; i < 500 && (criuAlive(mark) || migrate.ProcState(pid) == "t" || migrate.ProcState(pid) == "T"); i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if st := procState(pid); st != "S" && st != "R" {
+	if st := migrate.ProcState(pid); st != "S" && st != "R" {
 		t.Fatalf("workload state %q after ferry was killed, want running", st)
 	}
 	if criuAlive(mark) {

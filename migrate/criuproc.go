@@ -15,7 +15,7 @@ import (
 func IsCRIU(pid int) bool {
 	p := "/proc/" + strconv.Itoa(pid)
 	comm, err := os.ReadFile(p + "/comm")
-	if err != nil || procState(pid) == "" {
+	if err != nil || ProcState(pid) == "" {
 		return false
 	}
 	switch c := strings.TrimSpace(string(comm)); {

@@ -99,7 +99,7 @@ func (e *Engine) recover(ctx context.Context, run *Run, j *Journal, rec Recovery
 	if err != nil || t.Kind != KindPID {
 		return "", fmt.Errorf("cannot recover %q targets without their runtime", j.Target)
 	}
-	switch state := procState(t.PID); state {
+	switch state := ProcState(t.PID); state {
 	case "":
 		// Gone: bring it back from the images if the dump finished.
 		if !dumpComplete(run.Dir) {
@@ -134,9 +134,9 @@ func dumpComplete(runDir string) bool {
 	return err == nil && strings.Contains(string(b), "Dumping finished successfully")
 }
 
-// procState is the one-letter state of pid ("" when it does not exist or
+// ProcState is the one-letter state of pid ("" when it does not exist or
 // is a zombie).
-func procState(pid int) string {
+func ProcState(pid int) string {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return ""

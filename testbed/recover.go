@@ -92,7 +92,7 @@ func (tb *Testbed) RecoverMove(ctx context.Context, runDir string) (string, erro
 		return "", fmt.Errorf("the source tree of %s (pid %d) is gone; its images are in %s", r.Name, r.Workload.Pid, r.ImgSrc)
 	}
 	how := "running"
-	if st := procStateOf(r.Workload.Pid); st == "T" || st == "t" {
+	if st := migrate.ProcState(r.Workload.Pid); st == "T" || st == "t" {
 		how = "resumed"
 		if err := p.Resume(ctx); err != nil {
 			return "", err
@@ -107,20 +107,6 @@ func (tb *Testbed) RecoverMove(ctx context.Context, runDir string) (string, erro
 	}
 	os.RemoveAll(r.ImgSrc)
 	return fmt.Sprintf("testbed:%s on %s (%s)", r.Name, r.Source.Name, how), nil
-}
-
-// procStateOf is the one-letter state of pid ("" if gone).
-func procStateOf(pid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return ""
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || len(s) < i+3 {
-		return ""
-	}
-	return s[i+2 : i+3]
 }
 
 // waitNoCRIU waits until no criu process runs in the network namespace at
