@@ -262,6 +262,10 @@ func sshdConfig(config []string, port int, listen, dir, hostKey string) string {
 		"PrintLastLog no",
 		"PidFile " + filepath.Join(dir, "sshd.pid"),
 		"LogLevel INFO",
+		// Debian's bash sources ~/.bashrc for commands run by sshd, unless
+		// it is not the first shell level: the machine's login scripts
+		// (pyenv's rehash here, racing with itself) stay out of the tests.
+		"SetEnv SHLVL=1",
 		"",
 	}, "\n")
 }
